@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every check Hearth has, from a fresh clone: fetches the models the
+# tests need (cached in models/), then format, lint and the whole test suite.
+# This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "building (test profile: dependencies optimized)"
+cargo build --locked
+
+say "fetching models (skipped when already verified)"
+HEARTH="$TARGET_DIR/debug/hearth" scripts/setup.sh --no-build
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+say "cargo test"
+cargo test --locked

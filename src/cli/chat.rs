@@ -1,0 +1,248 @@
+//! `hearth chat` (a streaming REPL) and `hearth ask` (one shot, optionally
+//! JSON). Both drive [`crate::llm::Engine`] directly on this thread.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::ops::ControlFlow;
+
+use clap::Args;
+
+use super::{GlobalArgs, ModelArgs, Outcome, load_engine};
+use crate::llm::{Chat, Conversation, Engine, Generation, Message, Role, Sampler, SamplerConfig};
+
+/// The system prompt when none is given.
+const DEFAULT_SYSTEM: &str = "You are Hearth, a helpful assistant.";
+
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// Sampling temperature; 0 = greedy (always the most likely token)
+    #[arg(long, default_value_t = 0.2)]
+    pub temperature: f32,
+    /// Keep only the K most likely tokens (0 = off)
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Keep the most likely tokens up to this probability mass (1 = off)
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than this fraction of the best one (0 = off)
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalty for tokens among the last 64 (1 = off)
+    #[arg(long, default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+    /// Random seed, for reproducible sampling
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Most tokens to generate per reply
+    #[arg(short = 'n', long, default_value_t = 512, value_name = "N")]
+    pub max_tokens: usize,
+}
+
+impl SamplingArgs {
+    fn config(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            // Greedy means greedy: no penalty reshuffling the argmax.
+            repeat_penalty: if self.temperature <= 0.0 {
+                1.0
+            } else {
+                self.repeat_penalty
+            },
+            repeat_last_n: 64,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// System prompt
+    #[arg(long, default_value = DEFAULT_SYSTEM)]
+    pub system: String,
+    /// Print tokens/s after every reply (toggle in the chat with /stats)
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question (or, with --raw, the text to continue)
+    pub prompt: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// System prompt
+    #[arg(long, default_value = DEFAULT_SYSTEM)]
+    pub system: String,
+    /// Plain completion: no chat template (the only mode for base models)
+    #[arg(long)]
+    pub raw: bool,
+    /// Print one JSON object: text, token_ids, token counts and timings
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn print_stats(g: &Generation) {
+    eprintln!(
+        "[{} prompt tokens ({} computed) at {:.1} t/s, {} generated at {:.1} t/s, stop: {:?}]",
+        g.prompt_tokens,
+        g.prefilled_tokens,
+        g.prefill_tps(),
+        g.token_ids.len(),
+        g.decode_tps(),
+        g.stop
+    );
+}
+
+pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
+    let (name, engine) = load_engine(g, &a.model)?;
+    if !engine.has_chat_template() {
+        anyhow::bail!(
+            "model `{name}` has no chat template (it is a base model); use `hearth ask --raw --model {name} TEXT`"
+        );
+    }
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!(
+            "hearth chat with `{name}` ({} threads, context {}). /reset clears, /stats toggles speed, /exit quits.",
+            crate::process::compute_threads(),
+            engine.model().n_ctx()
+        );
+    }
+    let mut chat = Chat::new(&engine, Some(a.system.clone()))?;
+    let mut sampler = Sampler::new(a.sampling.config());
+    let mut show_stats = a.stats;
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        if interactive {
+            eprint!("> ");
+            std::io::stderr().flush().ok();
+        }
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let input = line.trim();
+        match input {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                chat.reset();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            "/stats" => {
+                show_stats = !show_stats;
+                eprintln!("(stats {})", if show_stats { "on" } else { "off" });
+                continue;
+            }
+            _ => {}
+        }
+        let mut out = std::io::stdout();
+        let gen_result = chat.send(
+            &engine,
+            input,
+            a.sampling.max_tokens,
+            &mut sampler,
+            &mut |piece| {
+                let _ = out.write_all(piece.as_bytes());
+                let _ = out.flush();
+                ControlFlow::Continue(())
+            },
+        );
+        println!();
+        match gen_result {
+            Ok(reply) if show_stats => print_stats(&reply),
+            Ok(_) => {}
+            // One bad turn (e.g. a message longer than the context) does not
+            // end the session.
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+#[derive(serde::Serialize)]
+struct AskJson<'a> {
+    model: &'a str,
+    text: &'a str,
+    token_ids: &'a [u32],
+    prompt_tokens: usize,
+    generated_tokens: usize,
+    stop: crate::llm::StopReason,
+    timings: Timings,
+    sampling: &'a SamplerConfig,
+}
+
+#[derive(serde::Serialize)]
+struct Timings {
+    load_ms: f64,
+    prefill_ms: f64,
+    decode_ms: f64,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+}
+
+pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
+    let (name, engine) = load_engine(g, &a.model)?;
+    let prompt = build_prompt(&engine, &name, &a)?;
+    let mut conv: Conversation = engine.new_conversation()?;
+    let cfg = a.sampling.config();
+    let mut sampler = Sampler::new(cfg.clone());
+    let max = a.sampling.max_tokens;
+    let stream = !a.json;
+    let mut out = std::io::stdout();
+    let reply = engine.generate(&mut conv, &prompt, max, &mut sampler, &mut |piece| {
+        if stream {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+        ControlFlow::Continue(())
+    })?;
+    if a.json {
+        let j = AskJson {
+            model: &name,
+            text: &reply.text,
+            token_ids: &reply.token_ids,
+            prompt_tokens: reply.prompt_tokens,
+            generated_tokens: reply.token_ids.len(),
+            stop: reply.stop,
+            timings: Timings {
+                load_ms: engine.load_time().as_secs_f64() * 1000.0,
+                prefill_ms: reply.prefill_time.as_secs_f64() * 1000.0,
+                decode_ms: reply.decode_time.as_secs_f64() * 1000.0,
+                prefill_tokens_per_s: reply.prefill_tps(),
+                decode_tokens_per_s: reply.decode_tps(),
+            },
+            sampling: &cfg,
+        };
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        println!();
+    }
+    Ok(Outcome::Ok)
+}
+
+fn build_prompt(engine: &Engine, name: &str, a: &AskArgs) -> anyhow::Result<Vec<u32>> {
+    if a.raw {
+        return Ok(engine.tokenize_raw(&a.prompt));
+    }
+    if !engine.has_chat_template() {
+        anyhow::bail!(
+            "model `{name}` has no chat template (it is a base model); add --raw to continue text instead"
+        );
+    }
+    let messages = [
+        Message::new(Role::System, a.system.clone()),
+        Message::new(Role::User, a.prompt.clone()),
+    ];
+    Ok(engine.tokenize_chat(&engine.render_chat(&messages, true)?))
+}

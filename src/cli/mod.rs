@@ -1,0 +1,178 @@
+//! The `hearth` command line: argument definitions (clap), process set-up and
+//! dispatch to one module per command family. Commands print for people on
+//! stdout/stderr; they hold no engine logic of their own.
+
+mod bench;
+mod chat;
+mod models;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::catalog::{Catalog, default_models_dir};
+use crate::llm::Engine;
+
+/// What a successful command run means for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The command ran, and what it checked is not right (exit 1).
+    CheckFailed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::CheckFailed => ExitCode::from(1),
+        }
+    }
+}
+
+/// Hearth: a fully offline assistant that runs on your own box.
+///
+/// Models run in-process on the CPU; nothing leaves the machine. Start with
+/// `scripts/setup.sh` (builds and fetches the default models), then
+/// `hearth chat`.
+///
+/// Exit codes: 0 success, 1 a check failed (e.g. `models verify`), 2 error.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding model files [default: ./models, else models/ of the
+    /// checkout the binary was built in]
+    #[arg(long, global = true, env = "HEARTH_MODELS_DIR", value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Model manifest to use instead of MODELS_DIR/manifest.toml
+    #[arg(long, global = true, env = "HEARTH_MANIFEST", value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG
+    /// overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Talk to the model in the terminal (streams tokens; /reset, /stats,
+    /// /exit)
+    Chat(chat::ChatArgs),
+    /// Ask one question and print the answer
+    ///
+    /// Examples:
+    ///   hearth ask "What is the capital of Germany?"
+    ///   hearth ask --temperature 0 --json "Name three rivers"
+    ///   hearth ask --model gemma3 --raw "The capital of France is"
+    #[command(verbatim_doc_comment)]
+    Ask(chat::AskArgs),
+    /// Measure prompt processing and generation speed (llama-bench style)
+    ///
+    /// `pp512` is one prefill of 512 tokens into an empty cache; `tg128` is
+    /// 128 single-token decodes from an empty cache. Each test runs once to
+    /// warm up, then 5 times; t/s is the mean ± sample standard deviation.
+    ///
+    /// Examples:
+    ///   hearth bench                      # every installed LLM, all threads
+    ///   hearth bench -m smollm2 -t 1,2    # one model, 1 and 2 threads
+    ///   hearth bench --json
+    #[command(verbatim_doc_comment)]
+    Bench(bench::BenchArgs),
+    /// List, download, verify and import model files
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+}
+
+/// Options shared by every command that runs a model.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model to use: a name from the manifest (see `hearth models list`)
+    /// [default: the manifest's default]
+    #[arg(short, long, env = "HEARTH_MODEL")]
+    pub model: Option<String>,
+    /// Compute threads [default: all cores]
+    #[arg(short, long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Context length in tokens (clamped to what the model was trained for)
+    #[arg(long, default_value_t = 4096, value_name = "TOKENS")]
+    pub ctx: usize,
+}
+
+/// Process-wide set-up that must happen before any other thread starts:
+/// logging and the compute thread count.
+pub fn init_process(cli: &Cli) {
+    let default = match cli.global.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let threads = match &cli.command {
+        Command::Chat(a) => a.model.threads,
+        Command::Ask(a) => a.model.threads,
+        Command::Bench(a) => a.single_thread_count(),
+        Command::Models(_) => None,
+    };
+    if let Some(n) = threads {
+        crate::process::set_compute_threads(n);
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let g = cli.global;
+    match cli.command {
+        Command::Chat(a) => chat::chat(&g, a),
+        Command::Ask(a) => chat::ask(&g, a),
+        Command::Bench(a) => bench::bench(&g, a),
+        Command::Models(c) => models::run(&g, c),
+    }
+}
+
+pub(crate) fn open_catalog(g: &GlobalArgs) -> anyhow::Result<Catalog> {
+    let dir = g.models_dir.clone().unwrap_or_else(default_models_dir);
+    Ok(Catalog::open(dir, g.manifest.as_deref())?)
+}
+
+/// Resolves `--model` and loads it, with errors that say what to do.
+pub(crate) fn load_engine(g: &GlobalArgs, m: &ModelArgs) -> anyhow::Result<(String, Engine)> {
+    let catalog = open_catalog(g)?;
+    let name = m
+        .model
+        .clone()
+        .unwrap_or_else(|| catalog.manifest.default.clone());
+    let entry = catalog.manifest.get(&name)?;
+    if entry.kind != crate::catalog::ModelKind::Llm {
+        anyhow::bail!("model `{name}` is an embedder, not a language model");
+    }
+    let path = catalog.model_path(&name)?;
+    let engine = Engine::load(&path, m.ctx)?;
+    tracing::info!(model = %name, load_ms = engine.load_time().as_millis() as u64, "model ready");
+    Ok((name, engine))
+}
+
+/// Parses "1,2,4" into numbers.
+pub(crate) fn parse_list(s: &str) -> anyhow::Result<Vec<usize>> {
+    s.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<usize>()
+                .with_context(|| format!("`{p}` is not a whole number"))
+        })
+        .collect()
+}

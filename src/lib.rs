@@ -1,0 +1,11 @@
+//! Hearth: a fully offline assistant for a home box.
+//!
+//! See `ARCHITECTURE.md` for the bird's-eye view and the code map. In short:
+//! [`llm`] runs GGUF models in-process on candle, [`catalog`] knows which
+//! model files exist and puts them in place, and [`cli`] is the `hearth`
+//! command line on top of both.
+
+pub mod catalog;
+pub mod cli;
+pub mod llm;
+pub mod process;

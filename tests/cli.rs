@@ -1,0 +1,367 @@
+//! The `hearth` binary as a user runs it: `ask --json` and `bench --json`
+//! on the real model, exit code 2 with one clear line for a missing,
+//! corrupt or unsupported model, and `models pull`/`import` with sha256
+//! checks, through a local HTTP server that answers like the Hugging Face
+//! hub (`HF_ENDPOINT`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn models_dir() -> PathBuf {
+    root().join("models")
+}
+
+fn hearth(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    c.args(args)
+        .env_remove("HEARTH_MODEL")
+        .env_remove("HEARTH_MANIFEST")
+        .env_remove("HF_ENDPOINT")
+        .env("HEARTH_MODELS_DIR", models_dir())
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().expect("hearth runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn require_model(file: &str) {
+    assert!(
+        models_dir().join(file).is_file(),
+        "models/{file} is missing: run scripts/setup.sh"
+    );
+}
+
+/// A manifest with one model `name` whose single file is `file`.
+fn manifest(dir: &Path, name: &str, file: &str, size: u64, sha256: &str, hf: Option<&str>) -> PathBuf {
+    let hf_line = hf
+        .map(|repo| format!("hf = {{ repo = \"{repo}\", file = \"{file}\" }}\n"))
+        .unwrap_or_default();
+    let text = format!(
+        "default = \"{name}\"\n[[model]]\nname = \"{name}\"\ndescription = \"test\"\nkind = \"llm\"\narch = \"llama\"\n[[model.files]]\nfile = \"{file}\"\nsize = {size}\nsha256 = \"{sha256}\"\n{hf_line}"
+    );
+    let p = dir.join("manifest.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn assert_one_line_error(o: &Output, needles: &[&str]) {
+    assert_eq!(o.status.code(), Some(2), "exit code; stderr: {}", stderr(o));
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr should mention {n:?}: {err}");
+    }
+}
+
+#[test]
+fn ask_json_answers_berlin_with_documented_fields() {
+    require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let o = run(hearth(&[
+        "ask",
+        "--json",
+        "--temperature",
+        "0",
+        "-n",
+        "48",
+        "What is the capital of Germany?",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains("Berlin"), "answer: {text}");
+    let ids = v["token_ids"].as_array().unwrap();
+    assert!(!ids.is_empty());
+    assert_eq!(v["generated_tokens"].as_u64().unwrap() as usize, ids.len());
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 5);
+    assert_eq!(v["stop"], "end_of_turn");
+    for k in ["load_ms", "prefill_ms", "decode_ms", "prefill_tokens_per_s", "decode_tokens_per_s"] {
+        assert!(v["timings"][k].as_f64().is_some(), "timings.{k} missing: {v}");
+    }
+}
+
+#[test]
+fn ask_raw_on_base_model_and_chat_refused_without_template() {
+    require_model("gemma-3-270m-q4_k_m.gguf");
+    let o = run(hearth(&[
+        "ask", "--model", "gemma3", "--raw", "--temperature", "0", "-n", "4", "--json",
+        "The capital of France is",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // llama.cpp's greedy continuation starts " the capital of".
+    assert_eq!(v["token_ids"], serde_json::json!([506, 5279, 529, 506]));
+
+    let o = run(hearth(&["ask", "--model", "gemma3", "Hello"]));
+    assert_one_line_error(&o, &["no chat template", "--raw"]);
+}
+
+#[test]
+fn bench_json_has_llama_bench_fields() {
+    require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let o = run(hearth(&[
+        "bench", "-m", "smollm2", "-t", "1", "-p", "32", "-n", "8", "-r", "2", "--json",
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let recs = v.as_array().unwrap();
+    let tests: Vec<&str> = recs.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, vec!["pp32", "tg8"]);
+    for r in recs {
+        assert_eq!(r["n_threads"], 1);
+        assert_eq!(r["samples_ts"].as_array().unwrap().len(), 2);
+        assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
+        assert!(r["peak_rss_bytes"].as_u64().unwrap() > 50_000_000);
+        assert!(r["model_n_params"].as_u64().unwrap() > 100_000_000);
+    }
+    // The table form, two thread counts: each runs in its own process.
+    let o = run(hearth(&["bench", "-m", "smollm2", "-t", "1,2", "-p", "16", "-n", "4", "-r", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.starts_with("| model"), "{table}");
+    assert_eq!(table.lines().filter(|l| l.contains("| pp16 |")).count(), 2, "{table}");
+}
+
+#[test]
+fn missing_model_names_the_fetch_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = hearth(&["ask", "hi"]);
+    c.env("HEARTH_MODELS_DIR", dir.path())
+        .env("HEARTH_MANIFEST", root().join("models/manifest.toml"));
+    let o = run(c);
+    assert_one_line_error(&o, &["not installed", "hearth models pull smollm2"]);
+}
+
+#[test]
+fn corrupt_model_names_the_file() {
+    require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let dir = tempfile::tempdir().unwrap();
+    let full = std::fs::read(models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    std::fs::write(dir.path().join("broken.gguf"), &full[..full.len() / 2]).unwrap();
+    let m = manifest(dir.path(), "broken", "broken.gguf", 1, &"0".repeat(64), None);
+    let mut c = hearth(&["ask", "hi"]);
+    c.env("HEARTH_MODELS_DIR", dir.path()).env("HEARTH_MANIFEST", &m);
+    assert_one_line_error(&run(c), &["broken.gguf", "corrupt", "truncated"]);
+
+    std::fs::write(dir.path().join("broken.gguf"), b"not a gguf file at all").unwrap();
+    let mut c = hearth(&["ask", "hi"]);
+    c.env("HEARTH_MODELS_DIR", dir.path()).env("HEARTH_MANIFEST", &m);
+    assert_one_line_error(&run(c), &["broken.gguf", "corrupt"]);
+}
+
+/// A minimal GGUF v3 file: metadata strings plus one tensor of `ggml_type`.
+fn tiny_gguf(arch: &str, ggml_type: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    let s = |b: &mut Vec<u8>, t: &str| {
+        b.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        b.extend_from_slice(t.as_bytes());
+    };
+    b.extend_from_slice(b"GGUF");
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&1u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&1u64.to_le_bytes()); // metadata entries
+    s(&mut b, "general.architecture");
+    b.extend_from_slice(&8u32.to_le_bytes()); // string
+    s(&mut b, arch);
+    s(&mut b, "token_embd.weight");
+    b.extend_from_slice(&1u32.to_le_bytes()); // dims
+    b.extend_from_slice(&256u64.to_le_bytes());
+    b.extend_from_slice(&ggml_type.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes()); // offset
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    b.extend_from_slice(&[0u8; 1024]);
+    b
+}
+
+#[test]
+fn unsupported_tensor_type_and_architecture_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "odd", "odd.gguf", 1, &"0".repeat(64), None);
+    // ggml type 16 = IQ2_XXS.
+    std::fs::write(dir.path().join("odd.gguf"), tiny_gguf("llama", 16)).unwrap();
+    let mut c = hearth(&["ask", "hi"]);
+    c.env("HEARTH_MODELS_DIR", dir.path()).env("HEARTH_MANIFEST", &m);
+    assert_one_line_error(&run(c), &["odd.gguf", "not supported", "IQ2_XXS"]);
+
+    std::fs::write(dir.path().join("odd.gguf"), tiny_gguf("mamba", 0)).unwrap();
+    let mut c = hearth(&["ask", "hi"]);
+    c.env("HEARTH_MODELS_DIR", dir.path()).env("HEARTH_MANIFEST", &m);
+    assert_one_line_error(&run(c), &["odd.gguf", "not supported"]);
+}
+
+#[test]
+fn import_refuses_a_wrong_sha256_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, b"hello model").unwrap();
+    let good = sha256_hex(b"hello model");
+    let bad = "ab".repeat(32);
+    let m = manifest(dir.path(), "t", "t.gguf", 11, &bad, None);
+    let mut c = hearth(&["models", "import", "t", src.to_str().unwrap()]);
+    c.env("HEARTH_MODELS_DIR", dir.path()).env("HEARTH_MANIFEST", &m);
+    assert_one_line_error(&run(c), &["t.gguf", &bad, &good]);
+    assert!(!dir.path().join("t.gguf").exists());
+    assert!(!dir.path().join("t.gguf.partial").exists());
+
+    // Parts are concatenated in order.
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&a, b"hello ").unwrap();
+    std::fs::write(&b, b"model").unwrap();
+    let m = manifest(dir.path(), "t", "t.gguf", 11, &good, None);
+    let mut c = hearth(&["models", "import", "t", a.to_str().unwrap(), b.to_str().unwrap()]);
+    c.env("HEARTH_MODELS_DIR", dir.path()).env("HEARTH_MANIFEST", &m);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.path().join("t.gguf")).unwrap(), b"hello model");
+    let mut c = hearth(&["models", "verify"]);
+    c.env("HEARTH_MODELS_DIR", dir.path()).env("HEARTH_MANIFEST", &m);
+    assert_eq!(run(c).status.code(), Some(0));
+    std::fs::write(dir.path().join("t.gguf"), b"hello mode!").unwrap();
+    let mut c = hearth(&["models", "verify"]);
+    c.env("HEARTH_MODELS_DIR", dir.path()).env("HEARTH_MANIFEST", &m);
+    assert_eq!(run(c).status.code(), Some(1), "a damaged file fails verify");
+}
+
+/// How the fake hub answers file downloads.
+#[derive(Clone, Copy, PartialEq)]
+enum Serve {
+    Whole,
+    /// Promise the whole file, send half, hang up.
+    CutHalfway,
+}
+
+/// Serves `body` at `/{repo}/resolve/main/{file}` the way the hub does:
+/// `etag`, `x-repo-commit` and `Content-Range` on ranged GETs.
+fn fake_hub(body: Vec<u8>, mode: Serve) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(stream) = stream else { break };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = answer(stream, &body, mode);
+        }
+    });
+    (format!("http://{addr}"), hits)
+}
+
+fn answer(mut stream: TcpStream, body: &[u8], mode: Serve) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // `Range: bytes=START-[END]`; hf-hub probes metadata with `bytes=0-0`.
+    let mut range: Option<(usize, Option<usize>)> = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(r) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            let (a, b) = r.trim().split_once('-').unwrap_or((r.trim(), ""));
+            range = a.parse().ok().map(|a| (a, b.parse().ok()));
+        }
+    }
+    if !request.starts_with("GET /test-org/tiny/resolve/main/tokenizer.json ") {
+        return stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    }
+    let total = body.len();
+    let (start, end) = match range {
+        Some((s, Some(e))) => (s, e + 1),
+        Some((s, None)) => (s, total),
+        None => (0, total),
+    };
+    let head = format!(
+        "HTTP/1.1 206 Partial Content\r\netag: \"fake-etag\"\r\nx-repo-commit: 0123456789abcdef0123456789abcdef01234567\r\ncontent-range: bytes {start}-{}/{total}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        end - 1,
+        end - start
+    );
+    stream.write_all(head.as_bytes())?;
+    let slice = &body[start..end];
+    if mode == Serve::CutHalfway && slice.len() > 1 {
+        stream.write_all(&slice[..slice.len() / 2])?;
+        return stream.shutdown(std::net::Shutdown::Both);
+    }
+    stream.write_all(slice)
+}
+
+fn pull_with(body: &[u8], sha: &str, mode: Serve) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "tiny",
+        "tokenizer.json",
+        body.len() as u64,
+        sha,
+        Some("test-org/tiny"),
+    );
+    let (endpoint, _hits) = fake_hub(body.to_vec(), mode);
+    let mut c = hearth(&["models", "pull", "tiny"]);
+    c.env("HEARTH_MODELS_DIR", dir.path())
+        .env("HEARTH_MANIFEST", &m)
+        .env("HF_ENDPOINT", &endpoint)
+        .env("HF_HOME", dir.path().join("hf-home"));
+    (run(c), dir)
+}
+
+fn real_file() -> Vec<u8> {
+    let p = models_dir().join("all-MiniLM-L6-v2/tokenizer.json");
+    let mut v = Vec::new();
+    std::fs::File::open(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", p.display()))
+        .read_to_end(&mut v)
+        .unwrap();
+    v
+}
+
+#[test]
+fn pull_downloads_through_hf_endpoint_and_checks_sha256() {
+    let body = real_file();
+    let good = sha256_hex(&body);
+    let (o, dir) = pull_with(&body, &good, Serve::Whole);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.path().join("tokenizer.json")).unwrap(), body);
+
+    let bad = "cd".repeat(32);
+    let (o, dir) = pull_with(&body, &bad, Serve::Whole);
+    assert_one_line_error(&o, &["tokenizer.json", &bad, &good]);
+    assert!(!dir.path().join("tokenizer.json").exists());
+    assert!(!dir.path().join("tokenizer.json.partial").exists());
+}
+
+#[test]
+fn interrupted_download_leaves_no_file_under_the_final_name() {
+    let body = real_file();
+    let (o, dir) = pull_with(&body, &sha256_hex(&body), Serve::CutHalfway);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!dir.path().join("tokenizer.json").exists());
+    assert!(!dir.path().join("tokenizer.json.partial").exists());
+}
