@@ -20,7 +20,10 @@ fn main() -> anyhow::Result<()> {
     for (name, file) in MODELS {
         let path = dir.join(file);
         if !path.is_file() {
-            eprintln!("{name}: {} missing (scripts/setup.sh fetches it)", path.display());
+            eprintln!(
+                "{name}: {} missing (scripts/setup.sh fetches it)",
+                path.display()
+            );
             continue;
         }
         let engine = Engine::load(&path, 1024)?;
@@ -32,10 +35,14 @@ fn main() -> anyhow::Result<()> {
                 let mut conv = engine.new_conversation()?;
                 let start = Instant::now();
                 if prefill {
-                    engine.model().forward(&ids[..n], conv.cache_mut(), Logits::Last)?;
+                    engine
+                        .model()
+                        .forward(&ids[..n], conv.cache_mut(), Logits::Last)?;
                 } else {
                     for &id in &ids[..n] {
-                        engine.model().forward(&[id], conv.cache_mut(), Logits::Last)?;
+                        engine
+                            .model()
+                            .forward(&[id], conv.cache_mut(), Logits::Last)?;
                     }
                 }
                 best = best.max(n as f64 / start.elapsed().as_secs_f64());

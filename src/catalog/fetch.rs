@@ -72,7 +72,8 @@ impl<'c> Installer<'c> {
         let mut readers = Vec::with_capacity(parts.len());
         for p in parts {
             readers.push(
-                File::open(p).map_err(|e| CatalogError::io(format!("opening {}", p.display()), e))?,
+                File::open(p)
+                    .map_err(|e| CatalogError::io(format!("opening {}", p.display()), e))?,
             );
         }
         let chain = readers
@@ -84,7 +85,11 @@ impl<'c> Installer<'c> {
     }
 
     /// Downloads `file` from its Hugging Face source and installs it.
-    pub fn install_from_hub(&self, file: &ModelFile, _hub: &HubSource) -> Result<PathBuf, CatalogError> {
+    pub fn install_from_hub(
+        &self,
+        file: &ModelFile,
+        _hub: &HubSource,
+    ) -> Result<PathBuf, CatalogError> {
         let hf = file.hf.as_ref().ok_or_else(|| CatalogError::Hub {
             file: file.file.clone(),
             reason: "the manifest names no Hugging Face source for it".into(),
@@ -100,11 +105,9 @@ impl<'c> Installer<'c> {
             .build()
             .map_err(hub_err)?;
         let repo = match &hf.revision {
-            Some(rev) => hf_hub::Repo::with_revision(
-                hf.repo.clone(),
-                hf_hub::RepoType::Model,
-                rev.clone(),
-            ),
+            Some(rev) => {
+                hf_hub::Repo::with_revision(hf.repo.clone(), hf_hub::RepoType::Model, rev.clone())
+            }
             None => hf_hub::Repo::model(hf.repo.clone()),
         };
         let pb = bar(file.size, &hf.file, self.progress);
@@ -141,9 +144,9 @@ impl<'c> Installer<'c> {
             let mut buf = vec![0u8; 1 << 20];
             let mut total = 0u64;
             loop {
-                let n = src
-                    .read(&mut buf)
-                    .map_err(|e| CatalogError::io(format!("reading source for {}", file.file), e))?;
+                let n = src.read(&mut buf).map_err(|e| {
+                    CatalogError::io(format!("reading source for {}", file.file), e)
+                })?;
                 if n == 0 {
                     break;
                 }
@@ -154,9 +157,9 @@ impl<'c> Installer<'c> {
                 pb.inc(n as u64);
             }
             pb.finish_and_clear();
-            let out = out
-                .into_inner()
-                .map_err(|e| CatalogError::io(format!("writing {}", partial.display()), e.into_error()))?;
+            let out = out.into_inner().map_err(|e| {
+                CatalogError::io(format!("writing {}", partial.display()), e.into_error())
+            })?;
             out.sync_all()
                 .map_err(|e| CatalogError::io(format!("syncing {}", partial.display()), e))?;
             let actual = hex(&hasher.finalize());

@@ -168,8 +168,12 @@ pub enum FileState {
     /// Present with the right size (not hashed).
     Present,
     Verified,
-    Mismatch { actual: String },
-    WrongSize { actual: u64 },
+    Mismatch {
+        actual: String,
+    },
+    WrongSize {
+        actual: u64,
+    },
 }
 
 impl Catalog {

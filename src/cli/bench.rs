@@ -82,7 +82,12 @@ pub fn bench(g: &GlobalArgs, a: BenchArgs) -> anyhow::Result<Outcome> {
         None => {
             let catalog = open_catalog(g)?;
             let mut v = Vec::new();
-            for m in catalog.manifest.models.iter().filter(|m| m.kind == ModelKind::Llm) {
+            for m in catalog
+                .manifest
+                .models
+                .iter()
+                .filter(|m| m.kind == ModelKind::Llm)
+            {
                 if m.files
                     .iter()
                     .all(|f| matches!(catalog.check(f, false), Ok(FileState::Present)))
@@ -188,7 +193,9 @@ fn run_in_process(
     for (pp, tg) in tests {
         let mut samples = Vec::with_capacity(reps);
         for rep in 0..=reps {
-            let ids: Vec<u32> = (0..pp.max(tg)).map(|_| rng.random_range(0..vocab)).collect();
+            let ids: Vec<u32> = (0..pp.max(tg))
+                .map(|_| rng.random_range(0..vocab))
+                .collect();
             let secs = time_test(&engine, &ids, pp > 0)?;
             if rep > 0 {
                 samples.push(ids.len() as f64 / secs);

@@ -10,7 +10,8 @@ use super::{GlobalArgs, ModelArgs, Outcome, load_engine};
 use crate::llm::{Chat, Conversation, Engine, Generation, Message, Role, Sampler, SamplerConfig};
 
 /// The system prompt when none is given.
-const DEFAULT_SYSTEM: &str = "You are Hearth, a helpful assistant.";
+const DEFAULT_SYSTEM: &str =
+    "You are Hearth, a helpful assistant that runs offline on its owner's home computer.";
 
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {

@@ -40,7 +40,12 @@ impl Outcome {
 ///
 /// Exit codes: 0 success, 1 a check failed (e.g. `models verify`), 2 error.
 #[derive(Debug, Parser)]
-#[command(name = "hearth", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "hearth",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -96,7 +96,12 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
         }
         ModelsCommand::Verify { names } => {
             let names: Vec<String> = if names.is_empty() {
-                catalog.manifest.models.iter().map(|m| m.name.clone()).collect()
+                catalog
+                    .manifest
+                    .models
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .collect()
             } else {
                 names
             };
@@ -119,7 +124,11 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
                     println!("{:<10} {:<40} {line}", name, f.file);
                 }
             }
-            Ok(if ok { Outcome::Ok } else { Outcome::CheckFailed })
+            Ok(if ok {
+                Outcome::Ok
+            } else {
+                Outcome::CheckFailed
+            })
         }
         ModelsCommand::Import { name, files } => {
             let entry = catalog.manifest.get(&name)?;

@@ -26,6 +26,12 @@ pub enum LoadError {
     },
 }
 
+/// candle's message without the backtrace it appends when `RUST_BACKTRACE`
+/// is set: errors reach the user as one line.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
 /// ggml's names for tensor types candle cannot run (IQ quants and others).
 fn ggml_type_name(id: u32) -> &'static str {
     match id {
@@ -72,7 +78,7 @@ impl GgufFile {
         })?;
         let mut reader = BufReader::new(file);
         let content = gguf_file::Content::read(&mut reader).map_err(|e| {
-            let msg = e.to_string();
+            let msg = candle_message(&e);
             if let Some(id) = msg
                 .strip_prefix("unknown dtype for tensor ")
                 .and_then(|s| s.trim().parse::<u32>().ok())
@@ -116,7 +122,8 @@ impl GgufFile {
             .tensor_infos
             .values()
             .map(|i| {
-                let bytes = i.shape.elem_count() / i.ggml_dtype.block_size() * i.ggml_dtype.type_size();
+                let bytes =
+                    i.shape.elem_count() / i.ggml_dtype.block_size() * i.ggml_dtype.type_size();
                 self.content.tensor_data_offset + i.offset + bytes as u64
             })
             .max()
@@ -173,7 +180,9 @@ impl GgufFile {
 
     pub fn opt_f32(&self, key: &str) -> Option<f32> {
         let v = self.get(key)?;
-        v.to_f32().ok().or_else(|| v.to_f64().ok().map(|x| x as f32))
+        v.to_f32()
+            .ok()
+            .or_else(|| v.to_f64().ok().map(|x| x as f32))
     }
 
     pub fn has_tensor(&self, name: &str) -> bool {
@@ -189,7 +198,7 @@ impl GgufFile {
             .tensor(&mut self.reader, name, device)
             .map_err(|e| LoadError::Corrupt {
                 path: self.path.clone(),
-                reason: format!("tensor `{name}`: {e}"),
+                reason: format!("tensor `{name}`: {}", candle_message(&e)),
             })
     }
 

@@ -98,7 +98,10 @@ impl KvCache {
         let c = &self.layers[layer];
         c.k.slice_set(&k.contiguous()?, 2, self.len)?;
         c.v.slice_set(&v.contiguous()?, 2, self.len)?;
-        Ok((c.k.narrow(2, start, end - start)?, c.v.narrow(2, start, end - start)?))
+        Ok((
+            c.k.narrow(2, start, end - start)?,
+            c.v.narrow(2, start, end - start)?,
+        ))
     }
 
     pub(crate) fn advance(&mut self, n: usize) {

@@ -33,7 +33,7 @@ pub enum GenerateError {
     Template(#[from] template::TemplateError),
     #[error("the prompt is {prompt} tokens, but the context holds {ctx} (with room for the reply)")]
     PromptTooLong { prompt: usize, ctx: usize },
-    #[error("inference failed: {0}")]
+    #[error("inference failed: {}", gguf::candle_message(.0))]
     Candle(#[from] candle_core::Error),
 }
 
@@ -160,6 +160,7 @@ impl Engine {
     pub fn load(path: &Path, n_ctx: usize) -> Result<Self, LoadError> {
         let start = Instant::now();
         let mut file = gguf::GgufFile::open(path)?;
+        Model::check(&file)?;
         let tokenizer = Tokenizer::from_gguf(file.metadata()).map_err(|e| match e {
             tokenizer::TokenizerError::UnsupportedModel(_)
             | tokenizer::TokenizerError::UnsupportedPre(_) => file.unsupported(e.to_string()),
@@ -173,7 +174,7 @@ impl Engine {
             Some(v) => {
                 let src = v.to_string().map_err(|e| LoadError::Corrupt {
                     path: path.to_path_buf(),
-                    reason: format!("tokenizer.chat_template: {e}"),
+                    reason: format!("tokenizer.chat_template: {}", gguf::candle_message(&e)),
                 })?;
                 let text = |id: Option<TokenId>| {
                     id.and_then(|i| tokenizer.token_text(i))
@@ -262,7 +263,10 @@ impl Engine {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, GenerateError> {
-        let t = self.template.as_ref().ok_or(GenerateError::NoChatTemplate)?;
+        let t = self
+            .template
+            .as_ref()
+            .ok_or(GenerateError::NoChatTemplate)?;
         Ok(t.render(messages, add_generation_prompt)?)
     }
 
@@ -494,7 +498,8 @@ impl Chat {
             sampler,
             on_text,
         )?;
-        self.turns.push(Message::new(Role::Assistant, g.text.trim()));
+        self.turns
+            .push(Message::new(Role::Assistant, g.text.trim()));
         Ok(g)
     }
 }

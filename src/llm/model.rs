@@ -11,7 +11,7 @@ use std::sync::Arc;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 
-use super::gguf::{GgufFile, LoadError};
+use super::gguf::{GgufFile, LoadError, candle_message};
 use super::kv::KvCache;
 
 /// Tokens per forward during prefill; bounds activation memory.
@@ -80,9 +80,9 @@ impl Hparams {
             "llama" => Arch::Llama,
             "gemma3" => Arch::Gemma3,
             other => {
-                return Err(f.unsupported(format!(
-                    "architecture `{other}` (supported: llama, gemma3)"
-                )));
+                return Err(
+                    f.unsupported(format!("architecture `{other}` (supported: llama, gemma3)"))
+                );
             }
         };
         let k = |s: &str| format!("{arch_name}.{s}");
@@ -119,7 +119,11 @@ impl Hparams {
                 .unwrap_or(eps_default),
             rope_style,
             rope_base,
-            rope_base_local: if arch == Arch::Gemma3 { 10_000.0 } else { rope_base },
+            rope_base_local: if arch == Arch::Gemma3 {
+                10_000.0
+            } else {
+                rope_base
+            },
             rope_dim: f.opt_usize(&k("rope.dimension_count")).unwrap_or(head_dim),
             sliding_window: match arch {
                 Arch::Gemma3 => Some(f.opt_usize(&k("attention.sliding_window")).unwrap_or(512)),
@@ -130,7 +134,7 @@ impl Hparams {
             embed_scale: (arch == Arch::Gemma3).then(|| (n_embd as f32).sqrt()),
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
         };
-        if hp.n_head == 0 || hp.n_kv_head == 0 || hp.n_head % hp.n_kv_head != 0 {
+        if hp.n_head == 0 || hp.n_kv_head == 0 || !hp.n_head.is_multiple_of(hp.n_kv_head) {
             return Err(f.unsupported(format!(
                 "{} attention heads over {} key/value heads",
                 hp.n_head, hp.n_kv_head
@@ -240,11 +244,15 @@ pub struct Model {
     device: Device,
 }
 
-fn norm_weight(f: &mut GgufFile, name: &str, dev: &Device) -> std::result::Result<Tensor, LoadError> {
+fn norm_weight(
+    f: &mut GgufFile,
+    name: &str,
+    dev: &Device,
+) -> std::result::Result<Tensor, LoadError> {
     let t = f.tensor(name, dev)?;
     t.dequantize(dev).map_err(|e| LoadError::Corrupt {
         path: f.path.clone(),
-        reason: format!("tensor `{name}`: {e}"),
+        reason: format!("tensor `{name}`: {}", candle_message(&e)),
     })
 }
 
@@ -252,18 +260,24 @@ fn qmatmul(f: &mut GgufFile, name: &str, dev: &Device) -> std::result::Result<QM
     let t = f.tensor(name, dev)?;
     QMatMul::from_qtensor(t).map_err(|e| LoadError::Corrupt {
         path: f.path.clone(),
-        reason: format!("tensor `{name}`: {e}"),
+        reason: format!("tensor `{name}`: {}", candle_message(&e)),
     })
 }
 
 fn candle_err(path: &std::path::Path, e: candle_core::Error) -> LoadError {
     LoadError::Corrupt {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: candle_message(&e),
     }
 }
 
 impl Model {
+    /// Refuses an unsupported architecture or shape before anything else is
+    /// read from the file.
+    pub fn check(f: &GgufFile) -> std::result::Result<Hparams, LoadError> {
+        Hparams::from_gguf(f)
+    }
+
     /// Reads the weights of `f`. `n_ctx` is the context the caches and RoPE
     /// tables are sized for (clamped to the model's training context).
     pub fn load(f: &mut GgufFile, n_ctx: usize) -> std::result::Result<Self, LoadError> {
@@ -282,13 +296,14 @@ impl Model {
         } else {
             None
         };
-        let opt_norm = |f: &mut GgufFile, name: String| -> std::result::Result<Option<Tensor>, LoadError> {
-            if f.has_tensor(&name) {
-                Ok(Some(norm_weight(f, &name, &dev)?))
-            } else {
-                Ok(None)
-            }
-        };
+        let opt_norm =
+            |f: &mut GgufFile, name: String| -> std::result::Result<Option<Tensor>, LoadError> {
+                if f.has_tensor(&name) {
+                    Ok(Some(norm_weight(f, &name, &dev)?))
+                } else {
+                    Ok(None)
+                }
+            };
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let p = |s: &str| format!("blk.{il}.{s}");
@@ -312,8 +327,14 @@ impl Model {
             });
         }
         let output_norm = norm_weight(f, "output_norm.weight", &dev)?;
-        let rope_global = Rope::new(hp.rope_base, hp.rope_dim, n_ctx, freq_factors.as_deref(), &dev)
-            .map_err(|e| candle_err(&f.path, e))?;
+        let rope_global = Rope::new(
+            hp.rope_base,
+            hp.rope_dim,
+            n_ctx,
+            freq_factors.as_deref(),
+            &dev,
+        )
+        .map_err(|e| candle_err(&f.path, e))?;
         let rope_local = if layers.iter().any(|l| l.local_rope) {
             Some(
                 Rope::new(hp.rope_base_local, hp.rope_dim, n_ctx, None, &dev)
@@ -394,7 +415,10 @@ impl Model {
             );
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= hp.vocab_size) {
-            candle_core::bail!("token id {bad} is outside the vocabulary of {}", hp.vocab_size);
+            candle_core::bail!(
+                "token id {bad} is outside the vocabulary of {}",
+                hp.vocab_size
+            );
         }
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.tok_embd.embedding(&ids)?.unsqueeze(0)?; // [1, seq, n_embd]
@@ -415,7 +439,7 @@ impl Model {
             let gate = layer.w_gate.forward(&h)?;
             let gate = match hp.activation {
                 Activation::Silu => candle_nn::ops::silu(&gate)?,
-                Activation::GeluTanh => gate.gelu()?,
+                Activation::GeluTanh => gelu_f16_table(&gate)?,
             };
             let h = layer.w_down.forward(&(gate * layer.w_up.forward(&h)?)?)?;
             let h = match &layer.post_ffn_norm {
@@ -508,7 +532,9 @@ impl Model {
     pub fn weight_bytes(&self) -> usize {
         let q = |m: &QMatMul| match m {
             QMatMul::QTensor(t) => t.storage_size_in_bytes(),
-            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.elem_count() * t.dtype().size_in_bytes(),
+            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
+                t.elem_count() * t.dtype().size_in_bytes()
+            }
         };
         let t = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
         let mut n = self.tok_embd.storage_size_in_bytes() + t(&self.output_norm);
@@ -557,9 +583,20 @@ fn attention_mask(
     Some(mask)
 }
 
+/// GELU (tanh form) as ggml evaluates it on CPU: through a lookup table
+/// indexed by the input rounded to f16, holding f16 results. Matching it
+/// keeps Gemma's activations on llama.cpp's values.
+fn gelu_f16_table(x: &Tensor) -> Result<Tensor> {
+    let r16 = |t: &Tensor| t.to_dtype(DType::F16)?.to_dtype(DType::F32);
+    r16(&r16(x)?.gelu()?)
+}
+
 /// Index of the largest value.
 pub fn argmax(logits: &Tensor) -> Result<u32> {
-    logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_scalar::<u32>()
+    logits
+        .argmax(D::Minus1)?
+        .to_dtype(DType::U32)?
+        .to_scalar::<u32>()
 }
 
 #[cfg(test)]

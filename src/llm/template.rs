@@ -110,8 +110,18 @@ fn strftime_today(fmt: &str) -> String {
         .unwrap_or(0);
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let month = MONTHS[(m - 1) as usize];
     fmt.replace("%d", &format!("{d:02}"))
@@ -141,7 +151,9 @@ mod tests {
 
     #[test]
     fn hf_whitespace_control_and_python_methods() {
-        let src = "{% for m in messages %}\n  {{ m.role.upper() }}:{{ m.content.strip() }}\n{% endfor %}{% if add_generation_prompt %}>{% endif %}";
+        // lstrip_blocks strips the indentation before block tags (not before
+        // `{{ }}`), trim_blocks the newline after them.
+        let src = "{% for m in messages %}\n    {% if m.role == 'user' %}{{ m.role.upper() }}:{{ m.content.strip() }}\n    {% endif %}\n{% endfor %}{% if add_generation_prompt %}>{% endif %}";
         let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
         let out = t
             .render(&[Message::new(Role::User, "  hi  ")], true)

@@ -10,8 +10,7 @@ use fancy_regex::Regex;
 
 use super::{TokenId, TokenizerError};
 
-const GPT2: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -26,12 +25,7 @@ fn pre_regexes(pre: &str) -> Result<Vec<&'static str>, TokenizerError> {
         }
         "llama3" | "llama-bpe" | "llama-v3" | "falcon3" | "pixtral" | "smaug-bpe" => vec![LLAMA3],
         "qwen2" | "deepseek-r1-qwen" | "megrez" => vec![QWEN2],
-        "default" => vec![
-            r"[\p{P}\$\+<=>\^~\|]+",
-            GPT2,
-            r"\p{N}+",
-            "[0-9][0-9][0-9]",
-        ],
+        "default" => vec![r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"],
         other => return Err(TokenizerError::UnsupportedPre(other.to_string())),
     })
 }
@@ -101,10 +95,7 @@ struct Bigram {
 impl Ord for Bigram {
     fn cmp(&self, other: &Self) -> Ordering {
         // BinaryHeap is a max-heap: the lowest rank, then the leftmost, wins.
-        other
-            .rank
-            .cmp(&self.rank)
-            .then(other.left.cmp(&self.left))
+        other.rank.cmp(&self.rank).then(other.left.cmp(&self.left))
     }
 }
 
@@ -278,10 +269,17 @@ mod tests {
     fn merges_apply_lowest_rank_first() {
         let merges = vec!["a b".to_string(), "ab c".to_string(), "b c".to_string()];
         let bpe = Bpe::new(&merges, "gpt2").unwrap();
-        let vocab: HashMap<String, TokenId> = [("a", 0), ("b", 1), ("c", 2), ("ab", 3), ("abc", 4), ("bc", 5)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let vocab: HashMap<String, TokenId> = [
+            ("a", 0),
+            ("b", 1),
+            ("c", 2),
+            ("ab", 3),
+            ("abc", 4),
+            ("bc", 5),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         let mut out = Vec::new();
         bpe.encode("abc", &vocab, &mut out);
         assert_eq!(out, vec![4]);

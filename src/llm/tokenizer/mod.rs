@@ -77,7 +77,11 @@ fn meta<'a>(md: &'a HashMap<String, gguf_file::Value>, key: &str) -> Option<&'a 
 }
 
 fn meta_u32(md: &HashMap<String, gguf_file::Value>, key: &str) -> Option<u32> {
-    meta(md, key).and_then(|v| v.to_u32().ok().or_else(|| v.to_i32().ok().map(|x| x as u32)))
+    meta(md, key).and_then(|v| {
+        v.to_u32()
+            .ok()
+            .or_else(|| v.to_i32().ok().map(|x| x as u32))
+    })
 }
 
 fn meta_bool(md: &HashMap<String, gguf_file::Value>, key: &str) -> Option<bool> {

@@ -12,7 +12,7 @@ const SPACE: char = '\u{2581}';
 
 pub(super) struct Spm {
     add_space_prefix: bool,
-    byte_tokens: [Option<TokenId>; 256],
+    byte_tokens: Box<[Option<TokenId>; 256]>,
 }
 
 struct Bigram {
@@ -62,7 +62,7 @@ pub(super) fn decode_piece(text: &str) -> Vec<u8> {
 
 impl Spm {
     pub(super) fn new(vocab: &HashMap<String, TokenId>, add_space_prefix: bool) -> Self {
-        let mut byte_tokens = [None; 256];
+        let mut byte_tokens = Box::new([None; 256]);
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             *slot = vocab.get(&format!("<0x{b:02X}>")).copied();
         }
