@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     hearth::cli::init_process(&cli);
     match hearth::cli::run(cli) {
         Ok(outcome) => outcome.exit_code(),
+        Err(e) if hearth::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

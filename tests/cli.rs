@@ -422,3 +422,17 @@ fn interrupted_download_leaves_no_file_under_the_final_name() {
     assert!(!dir.path().join("tokenizer.json").exists());
     assert!(!dir.path().join("tokenizer.json.partial").exists());
 }
+
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    // `hearth models list | head -0`: the reader is gone before we write.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = hearth(&["models", "list"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}

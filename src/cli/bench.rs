@@ -119,9 +119,9 @@ pub fn bench(g: &GlobalArgs, a: BenchArgs) -> anyhow::Result<Outcome> {
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        outln!("{}", serde_json::to_string_pretty(&records)?);
     } else {
-        print_table(&records);
+        print_table(&records)?;
     }
     Ok(Outcome::Ok)
 }
@@ -254,15 +254,15 @@ fn describe(engine: &Engine) -> String {
     format!("{} {size} {}", m.hp.arch.name(), engine.quant_label())
 }
 
-fn print_table(records: &[BenchRecord]) {
-    println!(
+fn print_table(records: &[BenchRecord]) -> anyhow::Result<()> {
+    outln!(
         "| model                  |       size |     params | backend | threads |  test |                  t/s |   rss MiB |"
     );
-    println!(
+    outln!(
         "| ---------------------- | ---------: | ---------: | ------- | ------: | ----: | -------------------: | --------: |"
     );
     for r in records {
-        println!(
+        outln!(
             "| {:<22} | {:>6.2} MiB | {:>8.2} M | CPU     | {:>7} | {:>5} | {:>20} | {:>9.1} |",
             r.model_type,
             r.model_size as f64 / (1024.0 * 1024.0),
@@ -273,6 +273,7 @@ fn print_table(records: &[BenchRecord]) {
             r.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         );
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
                 ControlFlow::Continue(())
             },
         );
-        println!();
+        outln!();
         match gen_result {
             Ok(reply) if show_stats => print_stats(&reply),
             Ok(_) => {}
@@ -225,9 +225,9 @@ pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
             },
             sampling: &cfg,
         };
-        println!("{}", serde_json::to_string_pretty(&j)?);
+        outln!("{}", serde_json::to_string_pretty(&j)?);
     } else {
-        println!();
+        outln!();
     }
     Ok(Outcome::Ok)
 }

@@ -2,6 +2,15 @@
 //! dispatch to one module per command family. Commands print for people on
 //! stdout/stderr; they hold no engine logic of their own.
 
+/// `println!` that returns an error instead of panicking when stdout is
+/// closed (e.g. `hearth models list | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 mod bench;
 mod chat;
 mod models;
@@ -137,6 +146,14 @@ pub fn init_process(cli: &Cli) {
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
     }
+}
+
+/// True when the error is stdout being closed by its reader: not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {

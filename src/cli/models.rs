@@ -46,10 +46,14 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match cmd {
         ModelsCommand::List => {
-            println!("models directory: {}", catalog.dir.display());
-            println!(
+            outln!("models directory: {}", catalog.dir.display());
+            outln!(
                 "{:<10} {:<9} {:<8} {:>10}  {:<10} description",
-                "name", "kind", "arch", "size", "status"
+                "name",
+                "kind",
+                "arch",
+                "size",
+                "status"
             );
             for m in &catalog.manifest.models {
                 let size: u64 = m.files.iter().map(|f| f.size).sum();
@@ -66,7 +70,7 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
                 } else {
                     ""
                 };
-                println!(
+                outln!(
                     "{:<10} {:<9} {:<8} {:>7} MB  {:<10} {}{}",
                     m.name,
                     format!("{:?}", m.kind).to_lowercase(),
@@ -121,7 +125,7 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
                         }
                     };
                     ok &= matches!(state, FileState::Verified);
-                    println!("{:<10} {:<40} {line}", name, f.file);
+                    outln!("{:<10} {:<40} {line}", name, f.file);
                 }
             }
             Ok(if ok {
@@ -165,9 +169,12 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
             let entry = catalog.manifest.get(&name)?;
             for f in &entry.files {
                 for part in &f.mirror {
-                    println!(
+                    outln!(
                         "{}\t{}=={}\t{}",
-                        f.file, part.package, part.version, part.path
+                        f.file,
+                        part.package,
+                        part.version,
+                        part.path
                     );
                 }
             }
