@@ -94,17 +94,25 @@ struct Agreement {
 }
 
 impl Agreement {
+    /// Teacher forcing as llama.cpp produced the reference: the prompt in
+    /// one batch, then each of llama.cpp's greedy tokens on its own.
     fn add_case(&mut self, engine: &Engine, label: &str, c: &GenCase) {
         let mut conv = engine.new_conversation().unwrap();
-        let mut input = c.prompt_ids.clone();
-        input.extend_from_slice(&c.greedy_ids[..c.greedy_ids.len().saturating_sub(1)]);
-        let logits = engine
-            .model()
-            .forward(&input, conv.cache_mut(), Logits::All)
+        let model = engine.model();
+        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(c.top5.len());
+        let mut logits = model
+            .forward(&c.prompt_ids, conv.cache_mut(), Logits::Last)
             .unwrap();
-        let rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
+        for &id in c.greedy_ids.iter().take(c.top5.len()) {
+            rows.push(logits.clone());
+            if rows.len() < c.top5.len() {
+                logits = model
+                    .forward(&[id], conv.cache_mut(), Logits::Last)
+                    .unwrap();
+            }
+        }
         for (i, top5) in c.top5.iter().enumerate() {
-            let row = &rows[c.prompt_ids.len() - 1 + i];
+            let row = &rows[i];
             let ours = hearth::llm::sampler::greedy(row);
             self.positions += 1;
             if ours == top5[0].0 {
@@ -137,6 +145,17 @@ impl Agreement {
 
     fn assert_meets_bar(&self, model: &str) {
         let (rate, mad) = self.report(model);
+        // On x86-64 with AVX2 the engine reproduces llama.cpp's CPU
+        // arithmetic (its kernels, flash attention, f16 KV cache), so the
+        // logits agree to the precision the reference was written with.
+        // Elsewhere only the issue's bars below apply.
+        #[cfg(target_arch = "x86_64")]
+        if hearth::llm::quant::x86::has_avx2() {
+            assert!(
+                mad < 1e-3,
+                "{model}: mean |Δlogit| {mad:.5} — no longer bit-exact with llama.cpp"
+            );
+        }
         assert!(
             self.confident_misses.is_empty(),
             "{model}: argmax differs where llama.cpp leads by ≥ 0.5:\n{}",
@@ -213,17 +232,12 @@ fn smollm2_matches_llama_cpp() {
     check_tokenization(&engine, "smollm2_shared_tok.jsonl");
 
     let mut agreement = Agreement::default();
-    // The issue asks for 9/12. We reach 7/12: every divergence starts at a
-    // near-tie (llama.cpp's top-2 gap 0.03-0.22 logits), teacher-forced
-    // agreement meets its bar, and the remaining systematic difference is
-    // inside candle's Q4_1 path (Q8_1 activation sums rounded in f16,
-    // half-away rounding), which the kernel issue replaces.
     check_raw_generation(
         &engine,
         "smollm2",
         "smollm2_shared_raw.jsonl",
         &mut agreement,
-        7,
+        9,
     );
 
     let chats: Vec<GenCase> = read_jsonl("smollm2_shared_chat.jsonl");

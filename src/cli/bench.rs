@@ -256,14 +256,14 @@ fn describe(engine: &Engine) -> String {
 
 fn print_table(records: &[BenchRecord]) -> anyhow::Result<()> {
     outln!(
-        "| model                  |       size |     params | backend | threads |  test |                  t/s |   rss MiB |"
+        "| model                        |       size |     params | backend | threads |  test |                  t/s |   rss MiB |"
     );
     outln!(
-        "| ---------------------- | ---------: | ---------: | ------- | ------: | ----: | -------------------: | --------: |"
+        "| ---------------------------- | ---------: | ---------: | ------- | ------: | ----: | -------------------: | --------: |"
     );
     for r in records {
         outln!(
-            "| {:<22} | {:>6.2} MiB | {:>8.2} M | CPU     | {:>7} | {:>5} | {:>20} | {:>9.1} |",
+            "| {:<28} | {:>6.2} MiB | {:>8.2} M | CPU     | {:>7} | {:>5} | {:>20} | {:>9.1} |",
             r.model_type,
             r.model_size as f64 / (1024.0 * 1024.0),
             r.model_n_params as f64 / 1e6,

@@ -6,9 +6,12 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+
+use super::quant::{Bytes, QMatrix, QType};
 
 /// Why a model file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +61,37 @@ fn ggml_type_name(id: u32) -> &'static str {
     }
 }
 
-/// An open GGUF file: parsed header plus a reader for tensor data.
+/// llama.cpp's name for a `general.file_type` (`llama_ftype`).
+pub fn file_type_name(ftype: usize) -> Option<&'static str> {
+    Some(match ftype {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K - Medium",
+        11 => "Q3_K - Small",
+        12 => "Q3_K - Medium",
+        13 => "Q3_K - Large",
+        14 => "Q4_K - Small",
+        15 => "Q4_K - Medium",
+        16 => "Q5_K - Small",
+        17 => "Q5_K - Medium",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
+}
+
+/// An open GGUF file: parsed header, a reader for small tensors, and a
+/// read-only memory map that weight matrices borrow from.
 pub struct GgufFile {
     pub path: PathBuf,
     pub content: gguf_file::Content,
     reader: BufReader<File>,
+    map: Arc<memmap2::Mmap>,
 }
 
 impl GgufFile {
@@ -97,10 +126,18 @@ impl GgufFile {
                 }
             }
         })?;
+        // SAFETY: the file is opened read-only and Hearth never writes
+        // model files while they are in use (imports go to a new name and
+        // are renamed into place).
+        let map = unsafe { memmap2::Mmap::map(reader.get_ref()) }.map_err(|e| LoadError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
         let this = Self {
             path: path.to_path_buf(),
             content,
             reader,
+            map: Arc::new(map),
         };
         this.check_length()?;
         Ok(this)
@@ -200,6 +237,36 @@ impl GgufFile {
                 path: self.path.clone(),
                 reason: format!("tensor `{name}`: {}", candle_message(&e)),
             })
+    }
+
+    /// A 2-D weight matrix kept in its block format, borrowed from the
+    /// memory map (nothing is copied or widened).
+    pub fn matrix(&self, name: &str) -> Result<QMatrix, LoadError> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| self.corrupt(format!("tensor `{name}` is missing")))?;
+        let ty = QType::from_candle(info.ggml_dtype).ok_or_else(|| {
+            self.unsupported(format!(
+                "tensor `{name}` has type {:?}, which is not a weight type",
+                info.ggml_dtype
+            ))
+        })?;
+        let (rows, cols) = match info.shape.dims() {
+            [cols] => (1, *cols),
+            [rows, cols] => (*rows, *cols),
+            dims => {
+                return Err(self.corrupt(format!(
+                    "tensor `{name}` has shape {dims:?}, expected a matrix"
+                )));
+            }
+        };
+        let start = (self.content.tensor_data_offset + info.offset) as usize;
+        let len = rows * cols / ty.block_elems() * ty.block_bytes();
+        let bytes = Bytes::new(self.map.clone(), start..start + len);
+        QMatrix::new(ty, rows, cols, bytes)
+            .map_err(|e| self.corrupt(format!("tensor `{name}`: {e}")))
     }
 
     /// Types of all tensors, for reports.

@@ -6,9 +6,12 @@
 //! not touch the network, the store or the filesystem beyond the model file.
 //! Calls block the current thread: async callers run them on their own thread.
 
+pub mod attention;
 pub mod gguf;
 pub mod kv;
 pub mod model;
+pub mod ops;
+pub mod quant;
 pub mod sampler;
 pub mod template;
 pub mod tokenizer;
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use gguf::LoadError;
 pub use kv::{KvCache, KvSnapshot};
-pub use model::{Arch, Logits, Model};
+pub use model::{Arch, ForwardError, Logits, Model};
 pub use sampler::{Sampler, SamplerConfig};
 pub use template::{ChatTemplate, Message, Role};
 pub use tokenizer::{StreamDecoder, TokenId, TokenKind, Tokenizer};
@@ -33,8 +36,8 @@ pub enum GenerateError {
     Template(#[from] template::TemplateError),
     #[error("the prompt is {prompt} tokens, but the context holds {ctx} (with room for the reply)")]
     PromptTooLong { prompt: usize, ctx: usize },
-    #[error("inference failed: {}", gguf::candle_message(.0))]
-    Candle(#[from] candle_core::Error),
+    #[error("inference failed: {0}")]
+    Forward(#[from] model::ForwardError),
 }
 
 /// Texts that end an assistant turn in common chat formats.
@@ -144,11 +147,11 @@ impl Conversation {
         self.tokens.truncate(n);
     }
 
-    pub fn snapshot(&self) -> candle_core::Result<(KvSnapshot, Vec<TokenId>)> {
-        Ok((self.cache.snapshot()?, self.tokens.clone()))
+    pub fn snapshot(&self) -> (KvSnapshot, Vec<TokenId>) {
+        (self.cache.snapshot(), self.tokens.clone())
     }
 
-    pub fn restore(&mut self, snap: &(KvSnapshot, Vec<TokenId>)) -> candle_core::Result<()> {
+    pub fn restore(&mut self, snap: &(KvSnapshot, Vec<TokenId>)) -> Result<(), kv::KvError> {
         self.cache.restore(&snap.0)?;
         self.tokens = snap.1.clone();
         Ok(())
@@ -191,12 +194,18 @@ impl Engine {
         let stop_tokens = stop_tokens(&tokenizer, template.as_ref());
         let file_size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let n_params = file.n_params();
-        // The most common quantized tensor type names the file, as llama.cpp does.
+        // The file's declared type names it, as in llama-bench; else the
+        // most common quantized tensor type.
         let quant_label = file
-            .dtype_counts()
-            .into_iter()
-            .map(|(t, _)| format!("{t:?}"))
-            .find(|t| t != "F32")
+            .opt_usize("general.file_type")
+            .and_then(gguf::file_type_name)
+            .map(str::to_string)
+            .or_else(|| {
+                file.dtype_counts()
+                    .into_iter()
+                    .map(|(t, _)| format!("{t:?}"))
+                    .find(|t| t != "F32")
+            })
             .unwrap_or_else(|| "F32".into());
         tracing::debug!(
             path = %path.display(),
@@ -252,7 +261,7 @@ impl Engine {
 
     pub fn new_conversation(&self) -> Result<Conversation, GenerateError> {
         Ok(Conversation {
-            cache: self.model.new_cache()?,
+            cache: self.model.new_cache(),
             tokens: Vec::new(),
         })
     }
@@ -314,7 +323,7 @@ impl Engine {
         let fresh = &tokens[common..];
         let logits = self.model.forward(fresh, &mut conv.cache, Logits::Last)?;
         conv.tokens.extend_from_slice(fresh);
-        Ok((logits.to_vec1()?, fresh.len()))
+        Ok((logits, fresh.len()))
     }
 
     /// Generates after `prompt` in `conv`. `on_text` receives each complete
@@ -362,10 +371,7 @@ impl Engine {
                 stop = StopReason::ContextFull;
                 break;
             }
-            logits = self
-                .model
-                .forward(&[id], &mut conv.cache, Logits::Last)?
-                .to_vec1()?;
+            logits = self.model.forward(&[id], &mut conv.cache, Logits::Last)?;
             conv.tokens.push(id);
         }
         let tail = decoder.finish();

@@ -1,0 +1,254 @@
+//! Kernels against a plain reference: every dot product is compared with
+//! the f64 dot product of the dequantized weights and the dequantized
+//! activations (what the integer arithmetic must equal up to f32 rounding),
+//! and every SIMD kernel this CPU runs with the portable one.
+
+use super::*;
+use bytemuck::{Pod, Zeroable};
+
+/// A small deterministic generator (no test depends on a seed crate).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) as u32
+    }
+
+    fn unit(&mut self) -> f32 {
+        self.next() as f32 / (1u64 << 31) as f32 * 2.0 - 1.0
+    }
+}
+
+/// Random blocks: random bytes, with every f16 field at `f16_offsets`
+/// replaced by a small positive or negative scale (random bits could be
+/// NaN or huge).
+fn random_blocks<B: Pod>(n: usize, f16_offsets: &[usize], rng: &mut Lcg) -> Vec<B> {
+    let mut blocks = vec![B::zeroed(); n];
+    for b in blocks.iter_mut() {
+        let bytes = bytemuck::bytes_of_mut(b);
+        for x in bytes.iter_mut() {
+            *x = rng.next() as u8;
+        }
+        for &o in f16_offsets {
+            let v = f16::from_f32(rng.unit() * 0.05).to_bits().to_le_bytes();
+            bytes[o..o + 2].copy_from_slice(&v);
+        }
+    }
+    blocks
+}
+
+fn dequantized<W: WeightBlock>(w: &[W]) -> Vec<f32> {
+    let mut out = vec![0f32; w.len() * W::N];
+    for (b, o) in w.iter().zip(out.chunks_exact_mut(W::N)) {
+        b.dequantize(o);
+    }
+    out
+}
+
+/// The activation as the kernel sees it: quantized, then widened.
+fn act_values<A: ActBlock>(acts: &[A]) -> Vec<f32> {
+    let any: &dyn std::any::Any = &acts.to_vec();
+    if let Some(v) = any.downcast_ref::<Vec<BlockQ8_0>>() {
+        v.iter()
+            .flat_map(|b| b.qs.map(|q| q as f32 * h2f(b.d)))
+            .collect()
+    } else if let Some(v) = any.downcast_ref::<Vec<BlockQ8_1>>() {
+        v.iter()
+            .flat_map(|b| b.qs.map(|q| q as f32 * h2f(b.d)))
+            .collect()
+    } else if let Some(v) = any.downcast_ref::<Vec<BlockQ8K>>() {
+        v.iter()
+            .flat_map(|b| b.qs.map(|q| q as f32 * b.d))
+            .collect()
+    } else if let Some(v) = any.downcast_ref::<Vec<f32>>() {
+        v.clone()
+    } else if let Some(v) = any.downcast_ref::<Vec<f16>>() {
+        v.iter().map(|x| x.to_f32()).collect()
+    } else if let Some(v) = any.downcast_ref::<Vec<bf16>>() {
+        v.iter().map(|x| x.to_f32()).collect()
+    } else {
+        unreachable!("unknown activation block")
+    }
+}
+
+/// Checks `kernels` (portable first) on `rows` random rows of `cols`.
+fn check<W: WeightBlock + 'static>(
+    name: &str,
+    f16_offsets: &[usize],
+    cols: usize,
+    tolerance: f64,
+    kernels: &[DotFn<W>],
+) where
+    W::Act: 'static,
+{
+    let mut rng = Lcg(cols as u64 * 31 + name.len() as u64);
+    for trial in 0..20 {
+        let w: Vec<W> = random_blocks(cols / W::N, f16_offsets, &mut rng);
+        let x: Vec<f32> = (0..cols).map(|_| rng.unit() * 3.0).collect();
+        let mut acts = vec![W::Act::zeroed(); cols / W::Act::N];
+        W::Act::quantize(&x, &mut acts);
+        let wf = dequantized(&w);
+        let af = act_values(&acts);
+        let want: f64 = wf.iter().zip(&af).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let scale: f64 = wf
+            .iter()
+            .zip(&af)
+            .map(|(a, b)| (*a as f64 * *b as f64).abs())
+            .sum::<f64>()
+            .max(1e-6);
+        let portable = kernels[0](&w, &acts);
+        let err = (portable as f64 - want).abs() / scale;
+        assert!(
+            err < tolerance,
+            "{name} trial {trial}: portable {portable} vs {want} (rel {err:e})"
+        );
+        for (k, kern) in kernels.iter().enumerate().skip(1) {
+            let got = kern(&w, &acts);
+            let err = (got as f64 - portable as f64).abs() / scale;
+            assert!(
+                err < 1e-6,
+                "{name} kernel {k} trial {trial}: {got} vs portable {portable}"
+            );
+        }
+    }
+}
+
+fn with_simd<W: WeightBlock>(portable: DotFn<W>, simd: fn() -> DotFn<W>) -> Vec<DotFn<W>> {
+    let mut v: Vec<DotFn<W>> = vec![portable];
+    let picked = simd();
+    if picked as usize != portable as usize {
+        v.push(picked);
+    }
+    v
+}
+
+/// `Q8_1` carries `s = d·Σq` rounded to f16 (as ggml does), so the
+/// `min·s` term of `Q4_1`/`Q5_1` is exact only to f16 precision.
+const Q8_1_TOLERANCE: f64 = 2e-3;
+
+#[test]
+fn legacy_quants_match_reference() {
+    check::<BlockQ4_0>(
+        "q4_0",
+        &[0],
+        256,
+        1e-5,
+        &with_simd(dot::q4_0, kernels::q4_0),
+    );
+    check::<BlockQ4_1>(
+        "q4_1",
+        &[0, 2],
+        256,
+        Q8_1_TOLERANCE,
+        &with_simd(dot::q4_1, kernels::q4_1),
+    );
+    check::<BlockQ5_0>(
+        "q5_0",
+        &[0],
+        256,
+        1e-5,
+        &with_simd(dot::q5_0, kernels::q5_0),
+    );
+    check::<BlockQ5_1>("q5_1", &[0, 2], 256, Q8_1_TOLERANCE, &[dot::q5_1]);
+    check::<BlockQ8_0>(
+        "q8_0",
+        &[0],
+        256,
+        1e-5,
+        &with_simd(dot::q8_0, kernels::q8_0),
+    );
+}
+
+#[test]
+fn k_quants_match_reference() {
+    check::<BlockQ2K>("q2_k", &[80, 82], 512, 1e-5, &[dot::q2_k]);
+    check::<BlockQ3K>("q3_k", &[108], 512, 1e-5, &[dot::q3_k]);
+    check::<BlockQ4K>(
+        "q4_k",
+        &[0, 2],
+        512,
+        1e-5,
+        &with_simd(dot::q4_k, kernels::q4_k),
+    );
+    check::<BlockQ4K>(
+        "q4_k batched",
+        &[0, 2],
+        512,
+        1e-5,
+        &with_simd(dot::q4_k_batched, kernels::q4_k_batched),
+    );
+    check::<BlockQ5K>("q5_k", &[0, 2], 512, 1e-5, &[dot::q5_k]);
+    check::<BlockQ6K>(
+        "q6_k",
+        &[208],
+        512,
+        1e-5,
+        &with_simd(dot::q6_k, kernels::q6_k),
+    );
+    check::<BlockQ6K>(
+        "q6_k batched",
+        &[208],
+        512,
+        1e-5,
+        &with_simd(dot::q6_k_batched, kernels::q6_k_batched),
+    );
+}
+
+#[test]
+fn float_types_match_reference() {
+    let mut rng = Lcg(7);
+    let w: Vec<f32> = (0..100).map(|_| rng.unit()).collect();
+    let x: Vec<f32> = (0..100).map(|_| rng.unit()).collect();
+    let want: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+    assert!((dot::f32_f32(&w, &x) - want).abs() < 1e-5);
+    let w16: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+    let x16: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+    assert!((dot::f16_f16(&w16, &x16) - want).abs() < 1e-2);
+}
+
+#[test]
+fn matmul_matches_row_dots_for_batches_and_threads() {
+    let mut rng = Lcg(11);
+    let (rows, cols) = (37, 64);
+    let blocks: Vec<BlockQ8_0> = random_blocks(rows * cols / 32, &[0], &mut rng);
+    let m = QMatrix::new(
+        QType::Q8_0,
+        rows,
+        cols,
+        Bytes::copy_from(bytemuck::cast_slice(&blocks)),
+    )
+    .unwrap();
+    for batch in [1, 3] {
+        let x: Vec<f32> = (0..batch * cols).map(|_| rng.unit()).collect();
+        let mut out = vec![0f32; batch * rows];
+        m.matmul(&x, batch, &mut out);
+        for i in 0..batch {
+            let mut acts = vec![BlockQ8_0::zeroed(); cols / 32];
+            BlockQ8_0::quantize(&x[i * cols..(i + 1) * cols], &mut acts);
+            for r in 0..rows {
+                let want = dot::q8_0(&blocks[r * 2..r * 2 + 2], &acts);
+                assert!((out[i * rows + r] - want).abs() < 1e-5);
+            }
+        }
+    }
+    let mut row = vec![0f32; cols];
+    m.dequantize_row(5, &mut row);
+    assert_eq!(row, dequantized(&blocks[10..12]));
+}
+
+#[test]
+fn refuses_wrong_sizes() {
+    let data = Bytes::copy_from(&[0u8; 34]);
+    assert!(matches!(
+        QMatrix::new(QType::Q8_0, 2, 32, data.clone()),
+        Err(QError::Size { .. })
+    ));
+    assert!(matches!(
+        QMatrix::new(QType::Q8_0, 1, 16, data),
+        Err(QError::Shape { .. })
+    ));
+}

@@ -1,0 +1,362 @@
+//! AVX2 + FMA + F16C dot products for the block types the shipped models
+//! use, after ggml's x86 kernels (same lane layout, so the same sums).
+//!
+//! The public functions are safe wrappers handed out only after
+//! [`has_avx2`] said yes; each `unsafe fn` below assumes those features.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::formats::*;
+
+/// True when this CPU has AVX2, FMA and F16C (checked once).
+pub fn has_avx2() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+macro_rules! safe {
+    ($name:ident, $imp:expr, $w:ty, $a:ty) => {
+        pub fn $name(w: &[$w], a: &[$a]) -> f32 {
+            debug_assert!(has_avx2());
+            // SAFETY: `kernels` hands this function out only when
+            // `has_avx2()` is true.
+            unsafe { $imp(w, a) }
+        }
+    };
+}
+
+safe!(q4_0, q4_0_avx2, BlockQ4_0, BlockQ8_0);
+safe!(q4_1, q4_1_avx2, BlockQ4_1, BlockQ8_1);
+safe!(q5_0, q5_0_avx2, BlockQ5_0, BlockQ8_0);
+safe!(q8_0, q8_0_avx2, BlockQ8_0, BlockQ8_0);
+safe!(q4_k, q4_k_avx2::<false>, BlockQ4K, BlockQ8K);
+safe!(q4_k_batched, q4_k_avx2::<true>, BlockQ4K, BlockQ8K);
+safe!(q6_k, q6_k_avx2::<false>, BlockQ6K, BlockQ8K);
+safe!(q6_k_batched, q6_k_avx2::<true>, BlockQ6K, BlockQ8K);
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn h(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_float_8(x: __m256) -> f32 {
+    let mut res = _mm256_extractf128_ps::<1>(x);
+    res = _mm_add_ps(res, _mm256_castps256_ps128(x));
+    res = _mm_add_ps(res, _mm_movehl_ps(res, res));
+    res = _mm_add_ss(res, _mm_movehdup_ps(res));
+    _mm_cvtss_f32(res)
+}
+
+/// 32 nibbles → 32 bytes: low nibbles first, then high nibbles.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bytes_from_nibbles_32(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: 16 readable bytes.
+    let tmp = unsafe { _mm_loadu_si128(qs.as_ptr() as *const __m128i) };
+    let bytes = _mm256_set_m128i(_mm_srli_epi16::<4>(tmp), tmp);
+    _mm256_and_si256(_mm256_set1_epi8(0xF), bytes)
+}
+
+/// 32 bits → 32 bytes, 0xFF where the bit is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bytes_from_bits_32(qh: &[u8; 4]) -> __m256i {
+    let x32 = u32::from_le_bytes(*qh) as i32;
+    let shuf = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf);
+    let bit_mask = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+    _mm256_cmpeq_epi8(_mm256_or_si256(bytes, bit_mask), _mm256_set1_epi64x(-1))
+}
+
+/// Unsigned × signed bytes, summed in fours, as floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
+}
+
+/// Signed × signed bytes, summed in fours, as floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_i8_pairs_float(x: __m256i, y: __m256i) -> __m256 {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    mul_sum_us8_pairs_float(ax, sy)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32(p: *const i8) -> __m256i {
+    // SAFETY: the caller passes 32 readable bytes.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_avx2(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let d = _mm256_set1_ps(h(x.d) * h(y.d));
+        // SAFETY: each block holds 32 quants.
+        let (qx, qy) = unsafe { (load32(x.qs.as_ptr()), load32(y.qs.as_ptr())) };
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(qx, qy), acc);
+    }
+    hsum_float_8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_avx2(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let d = _mm256_set1_ps(h(x.d) * h(y.d));
+        // SAFETY: blocks hold 16 packed and 32 plain quants.
+        let (qx, qy) = unsafe { (bytes_from_nibbles_32(&x.qs), load32(y.qs.as_ptr())) };
+        let qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(8));
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(qx, qy), acc);
+    }
+    hsum_float_8(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_avx2(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    for (x, y) in w.iter().zip(a) {
+        summs += h(x.m) * h(y.s);
+        let d0d1 = _mm256_set1_ps(h(x.d) * h(y.d));
+        // SAFETY: blocks hold 16 packed and 32 plain quants.
+        let (qx, qy) = unsafe { (bytes_from_nibbles_32(&x.qs), load32(y.qs.as_ptr())) };
+        acc = _mm256_fmadd_ps(d0d1, mul_sum_us8_pairs_float(qx, qy), acc);
+    }
+    hsum_float_8(acc) + summs
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0_avx2(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let d = _mm256_set1_ps(h(x.d) * h(y.d));
+        // SAFETY: blocks hold 16 packed and 32 plain quants.
+        let (qx, qy) = unsafe { (bytes_from_nibbles_32(&x.qs), load32(y.qs.as_ptr())) };
+        let hi = _mm256_andnot_si256(bytes_from_bits_32(&x.qh), _mm256_set1_epi8(0xF0u8 as i8));
+        let qx = _mm256_or_si256(qx, hi);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(qx, qy), acc);
+    }
+    hsum_float_8(acc)
+}
+
+/// Byte pairs selecting scale `i` of a `Q4_K` block, for `_mm256_shuffle_epi8`.
+const SHUFFLE_K4: [[u8; 32]; 8] = {
+    let mut t = [[0u8; 32]; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut b = 0;
+        while b < 32 {
+            t[i][b] = (2 * i + b % 2) as u8;
+            b += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// Sums the four i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32_4(x: __m128i) -> i32 {
+    let s = _mm_add_epi32(x, _mm_unpackhi_epi64(x, x));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<1>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Sums the eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32_8(x: __m256i) -> i32 {
+    hsum_i32_4(_mm_add_epi32(
+        _mm256_castsi256_si128(x),
+        _mm256_extracti128_si256::<1>(x),
+    ))
+}
+
+/// `Q4_K` with the numerics of llama.cpp's repacked path (see
+/// [`super::dot::Q4kRounding`]; `PER_64` selects its batched rounding).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_avx2<const PER_64: bool>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = 0f32;
+    let mut acc_min = 0f32;
+    for (x, y) in w.iter().zip(a) {
+        let d = h(x.d) * y.d;
+        let dmin = h(x.dmin) * y.d;
+        let s = &x.scales;
+        let mut utmp = [
+            u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+            u32::from_le_bytes([s[4], s[5], s[6], s[7]]),
+            u32::from_le_bytes([s[8], s[9], s[10], s[11]]),
+            0,
+        ];
+        utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
+        let uaux = utmp[1] & KMASK1;
+        utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
+        utmp[2] = uaux;
+        utmp[0] &= KMASK1;
+        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
+            utmp[3] as i32,
+            utmp[2] as i32,
+            utmp[1] as i32,
+            utmp[0] as i32,
+        ));
+        // SAFETY: 16 bsums are 32 bytes.
+        let q8sums = unsafe { load32(y.bsums.as_ptr() as *const i8) };
+        // Sums of the eight 32-value sub-blocks, times their mins: lane k
+        // holds sub-blocks 2k and 2k+1.
+        let q8s = _mm_hadd_epi16(
+            _mm256_extracti128_si256::<0>(q8sums),
+            _mm256_extracti128_si256::<1>(q8sums),
+        );
+        let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(mins_and_scales), q8s);
+        let mut mins = [0i32; 4];
+        // SAFETY: four i32 lanes into four i32s.
+        unsafe { _mm_storeu_si128(mins.as_mut_ptr() as *mut __m128i, prod) };
+
+        let sc128 = _mm256_extracti128_si256::<0>(mins_and_scales);
+        let scales = _mm256_set_m128i(sc128, sc128);
+        let mut sumi = _mm256_setzero_si256();
+        for (j, &imin) in mins.iter().enumerate() {
+            // SAFETY: indices stay inside the 128 packed and 256 plain quants.
+            let (scale_l, scale_h, q4bits, q8l, q8h) = unsafe {
+                (
+                    _mm256_shuffle_epi8(scales, load32(SHUFFLE_K4[2 * j].as_ptr() as *const i8)),
+                    _mm256_shuffle_epi8(
+                        scales,
+                        load32(SHUFFLE_K4[2 * j + 1].as_ptr() as *const i8),
+                    ),
+                    load32(x.qs.as_ptr().add(32 * j) as *const i8),
+                    load32(y.qs.as_ptr().add(64 * j)),
+                    load32(y.qs.as_ptr().add(64 * j + 32)),
+                )
+            };
+            let q4l = _mm256_and_si256(q4bits, m4);
+            let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
+            let p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
+            let p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
+            let part = _mm256_add_epi32(p16l, p16h);
+            if PER_64 {
+                acc = (hsum_i32_8(part) as f32).mul_add(d, acc);
+                acc_min = (imin as f32).mul_add(dmin, acc_min);
+            } else {
+                sumi = _mm256_add_epi32(sumi, part);
+            }
+        }
+        if !PER_64 {
+            acc = (hsum_i32_8(sumi) as f32).mul_add(d, acc);
+            acc_min = (mins.iter().sum::<i32>() as f32).mul_add(dmin, acc_min);
+        }
+    }
+    acc - acc_min
+}
+
+/// Bytes selecting scales `2i` (first 8) and `2i + 1` (last 8) of a
+/// `Q6_K` block.
+const SHUFFLE_Q6: [[u8; 16]; 8] = {
+    let mut t = [[0u8; 16]; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut b = 0;
+        while b < 16 {
+            t[i][b] = (2 * i + b / 8) as u8;
+            b += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// `Q6_K`: ggml's AVX2 dot product, or (`TILED`) the rounding of its tiled
+/// kernel for batches (see [`super::dot::q6_k_batched`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_avx2<const TILED: bool>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+    let mut tiled = 0f32;
+    let m3 = _mm256_set1_epi8(3);
+    let m15 = _mm256_set1_epi8(15);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let d = y.d * h(x.d);
+        // SAFETY: bsums are 32 bytes, scales 16.
+        let (q8sums, scales) = unsafe {
+            (
+                load32(y.bsums.as_ptr() as *const i8),
+                _mm_loadu_si128(x.scales.as_ptr() as *const __m128i),
+            )
+        };
+        let scales_16 = _mm256_cvtepi8_epi16(scales);
+        let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, scales_16));
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..QK_K / 128 {
+            // SAFETY: offsets stay inside ql (128), qh (64) and qs (256).
+            let (q4bits1, q4bits2, q4bits_h, q8) = unsafe {
+                (
+                    load32(x.ql.as_ptr().add(64 * j) as *const i8),
+                    load32(x.ql.as_ptr().add(64 * j + 32) as *const i8),
+                    load32(x.qh.as_ptr().add(32 * j) as *const i8),
+                    [
+                        load32(y.qs.as_ptr().add(128 * j)),
+                        load32(y.qs.as_ptr().add(128 * j + 32)),
+                        load32(y.qs.as_ptr().add(128 * j + 64)),
+                        load32(y.qs.as_ptr().add(128 * j + 96)),
+                    ],
+                )
+            };
+            let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m3));
+            let q4h_1 = _mm256_slli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(12)));
+            let q4h_2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
+            let q4h_3 = _mm256_srli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)));
+            let q4 = [
+                _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0),
+                _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15),
+                    q4h_2,
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15),
+                    q4h_3,
+                ),
+            ];
+            let mut p = [_mm256_setzero_si256(); 4];
+            for k in 0..4 {
+                // SAFETY: 16-byte shuffle table rows.
+                let shuf =
+                    unsafe { _mm_loadu_si128(SHUFFLE_Q6[4 * j + k].as_ptr() as *const __m128i) };
+                let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+                p[k] = _mm256_madd_epi16(scale, _mm256_maddubs_epi16(q4[k], q8[k]));
+            }
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
+        }
+        sumi = _mm256_sub_epi32(sumi, q8sclsub);
+        if TILED {
+            tiled = (h(x.d) * hsum_i32_8(sumi) as f32).mul_add(y.d, tiled);
+        } else {
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    if TILED { tiled } else { hsum_float_8(acc) }
+}
