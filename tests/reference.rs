@@ -1,5 +1,5 @@
 //! The engine against llama.cpp on the shipped GGUF files
-//! (`../shared/reference/`, see its README): tokenization, chat rendering,
+//! (`../shared/reference/`, copied to `tests/reference/`; see its README): tokenization, chat rendering,
 //! logits under teacher forcing and free greedy generation, for SmolLM2
 //! (llama) and Gemma 3 270M (gemma3).
 //!
@@ -16,10 +16,19 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `HEARTH_REFERENCE_DIR`, else the shared reference folder beside the
+/// checkout, else the copy committed in `tests/reference/` (so a clone
+/// without the shared folder still runs these tests).
 fn reference_dir() -> PathBuf {
-    std::env::var_os("HEARTH_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/reference"))
+    if let Some(dir) = std::env::var_os("HEARTH_REFERENCE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let shared = root().join("../shared/reference");
+    if shared.is_dir() {
+        shared
+    } else {
+        root().join("tests/reference")
+    }
 }
 
 fn load(file: &str) -> Engine {
