@@ -7,5 +7,9 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod embed;
+pub mod key;
 pub mod llm;
+pub mod paths;
 pub mod process;
+pub mod store;

@@ -1,0 +1,160 @@
+//! The 256-bit key that encrypts the store: generated once from the OS's
+//! random source into a key file of mode 0600, read back on every start,
+//! and refused when the file is readable by others or malformed.
+//!
+//! Owns key files; must not know what the key encrypts.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A 256-bit secret. Debug output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key([u8; 32]);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+impl Key {
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(Self(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, as written to key files and handed to SQLCipher.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn from_hex(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if s.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
+/// Why a key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key file {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    TooOpen { path: PathBuf, mode: u32 },
+    #[error("key file {path} does not hold a key (expected 64 hex digits)")]
+    Malformed { path: PathBuf },
+    #[error("key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no random numbers from the operating system: {0}")]
+    Random(String),
+}
+
+/// Reads the key in `path`, refusing a file others can read.
+pub fn read(path: &Path) -> Result<Key, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::TooOpen {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let text = fs::read_to_string(path).map_err(io)?;
+    Key::from_hex(&text).ok_or_else(|| KeyError::Malformed {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Writes a new key to `path` (mode 0600, its directory 0700 when created),
+/// failing if the file already exists so a key is never overwritten.
+pub fn create(path: &Path) -> Result<Key, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+    }
+    let key = Key::generate()?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(format!("{}\n", key.to_hex()).as_bytes())
+        .map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_then_read_round_trips_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/store.key");
+        let k = create(&path).unwrap();
+        assert_eq!(read(&path).unwrap(), k);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(create(&path), Err(KeyError::Io { .. })));
+        assert_eq!(format!("{k:?}"), "Key(..)");
+    }
+
+    #[test]
+    fn refuses_open_malformed_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        assert!(matches!(read(&path), Err(KeyError::Missing { .. })));
+        fs::write(&path, "not hex").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(read(&path), Err(KeyError::Malformed { .. })));
+        fs::write(&path, "ab".repeat(32)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            read(&path),
+            Err(KeyError::TooOpen { mode: 0o644, .. })
+        ));
+    }
+}

@@ -1,0 +1,63 @@
+//! Where Hearth keeps things on disk: the data directory (database, inbox,
+//! sockets) and the key file, which by default lives outside the data
+//! directory so a copy of one is not a copy of both.
+//!
+//! Resolution order for each: the command-line flag, the environment
+//! (`HEARTH_DATA_DIR`, `HEARTH_KEY_FILE`), the XDG base directories, then
+//! `~/.local/share/hearth` and `~/.config/hearth/store.key`.
+
+use std::path::{Path, PathBuf};
+
+/// The locations one Hearth instance uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub data_dir: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Paths {
+    /// Resolves the defaults for whatever was not given.
+    pub fn resolve(data_dir: Option<PathBuf>, key_file: Option<PathBuf>) -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let xdg = |var: &str, fallback: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .or_else(|| home.as_ref().map(|h| h.join(fallback)))
+                .unwrap_or_else(|| PathBuf::from("."))
+        };
+        Self {
+            data_dir: data_dir
+                .unwrap_or_else(|| xdg("XDG_DATA_HOME", ".local/share").join("hearth")),
+            key_file: key_file
+                .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("hearth/store.key")),
+        }
+    }
+
+    /// The encrypted database.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("hearth.db")
+    }
+
+    /// Whether `path` lies inside the data directory (a key there would
+    /// travel with every copy of the data).
+    pub fn is_in_data_dir(&self, path: &Path) -> bool {
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        abs(path).starts_with(abs(&self.data_dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_and_the_key_stays_outside_the_data_dir() {
+        let p = Paths::resolve(Some("/d".into()), Some("/k/key".into()));
+        assert_eq!(p.database(), PathBuf::from("/d/hearth.db"));
+        assert_eq!(p.key_file, PathBuf::from("/k/key"));
+        let d = Paths::resolve(None, None);
+        assert!(!d.is_in_data_dir(&d.key_file));
+        assert!(d.is_in_data_dir(&d.database()));
+    }
+}

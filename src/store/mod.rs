@@ -1,0 +1,189 @@
+//! The encrypted store: one SQLCipher database holding everything Hearth
+//! remembers (indexed documents, chunks, their full-text index and
+//! embeddings, messages). Opening it checks the key before anything is
+//! written; the schema is migrated by `PRAGMA user_version`.
+//!
+//! This module is the only one with SQL. It must not know how text is
+//! extracted, embedded or ranked: callers hand it rows and get rows back.
+
+mod docs;
+mod schema;
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use docs::{
+    ChunkHit, ChunkRow, DocId, DocSummary, DocumentRow, FileState, IndexStats, NewChunk,
+    NewMessage, RootId, RootRow, Source,
+};
+
+use crate::key::{self, Key, KeyError};
+use crate::paths::Paths;
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the key in {key} does not open {db} (wrong key file, or not a Hearth database); nothing was changed"
+    )]
+    WrongKey { db: PathBuf, key: PathBuf },
+    #[error(
+        "{db} exists but its key file {key} is missing; restore the key file or point --key-file at it (nothing was changed)"
+    )]
+    MissingKey { db: PathBuf, key: PathBuf },
+    #[error(
+        "{db} was written by a newer Hearth (schema {found}, this one knows {known}); upgrade Hearth"
+    )]
+    TooNew { db: PathBuf, found: i64, known: i64 },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// An open connection to the store. One writer at a time (SQLite's rule);
+/// readers on other connections never block it (WAL).
+pub struct Store {
+    conn: Connection,
+    db: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("db", &self.db).finish()
+    }
+}
+
+/// Whether [`Store::open`] may create a missing database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// Create the data directory, key and database when none exist.
+    IfMissing,
+    /// Fail when the database does not exist.
+    Never,
+}
+
+impl Store {
+    /// Opens the store at `paths`, creating key and database on first use
+    /// (when `create` allows). A wrong or missing key fails before any
+    /// byte of the database is written.
+    pub fn open(paths: &Paths, create: Create) -> Result<Self, StoreError> {
+        let db = paths.database();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        let db_exists = db.exists();
+        let key = match key::read(&paths.key_file) {
+            Ok(k) => k,
+            Err(KeyError::Missing { .. }) if db_exists => {
+                return Err(StoreError::MissingKey {
+                    db,
+                    key: paths.key_file.clone(),
+                });
+            }
+            Err(KeyError::Missing { .. }) if create == Create::IfMissing => {
+                let k = key::create(&paths.key_file)?;
+                tracing::info!(key_file = %paths.key_file.display(), "created a new store key");
+                k
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !db_exists {
+            if create == Create::Never {
+                return Err(StoreError::Io {
+                    path: db,
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&paths.data_dir)
+                .map_err(io(&paths.data_dir))?;
+            // An empty file with the right mode: SQLite gives its WAL and
+            // shared-memory files the same permissions.
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&db)
+                .map_err(io(&db))?;
+        }
+        let conn = Connection::open_with_flags(
+            &db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        unlock(&conn, &key, &db, &paths.key_file)?;
+        configure(&conn)?;
+        schema::migrate(&conn, &db)?;
+        Ok(Self { conn, db })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.db
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok(())` when the database is sound.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows: Vec<String> = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(if rows == ["ok"] { Vec::new() } else { rows })
+    }
+
+    /// Writes the WAL back into the database and truncates it, so deleted
+    /// bytes leave the WAL file too.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+/// Hands SQLCipher the raw 256-bit key and proves it opens the file.
+fn unlock(conn: &Connection, key: &Key, db: &Path, key_file: &Path) -> Result<(), StoreError> {
+    // SQLCipher would print its own decryption errors to stderr; the
+    // error returned below says what matters.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.to_hex()))?;
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            Err(StoreError::WrongKey {
+                db: db.to_path_buf(),
+                key: key_file.to_path_buf(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA busy_timeout = 10000;",
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

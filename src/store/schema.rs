@@ -1,0 +1,94 @@
+//! The schema and its migrations. `PRAGMA user_version` is the number of
+//! migrations applied; each runs in one transaction, so a crash leaves the
+//! database at a whole version.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: indexed roots and documents, chunks with embeddings, full-text
+    // index, chat messages.
+    "
+    CREATE TABLE roots (
+        id       INTEGER PRIMARY KEY,
+        path     TEXT NOT NULL UNIQUE,
+        added_at INTEGER NOT NULL
+    );
+    CREATE TABLE exclusions (
+        pattern  TEXT PRIMARY KEY,
+        added_at INTEGER NOT NULL
+    );
+    CREATE TABLE documents (
+        id         INTEGER PRIMARY KEY,
+        root_id    INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,
+        path       TEXT NOT NULL UNIQUE,
+        size       INTEGER NOT NULL,
+        mtime_ns   INTEGER NOT NULL,
+        sha256     BLOB NOT NULL,
+        kind       TEXT NOT NULL,
+        indexed_at INTEGER NOT NULL
+    );
+    CREATE INDEX documents_root ON documents(root_id);
+    CREATE TABLE messages (
+        id        INTEGER PRIMARY KEY,
+        chat_id   TEXT NOT NULL,
+        msg_id    TEXT NOT NULL,
+        sender    TEXT NOT NULL,
+        outgoing  INTEGER NOT NULL,
+        text      TEXT NOT NULL,
+        ts_ms     INTEGER NOT NULL,
+        UNIQUE (chat_id, msg_id)
+    );
+    CREATE TABLE chunks (
+        id         INTEGER PRIMARY KEY,
+        doc_id     INTEGER REFERENCES documents(id) ON DELETE CASCADE,
+        message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        ord        INTEGER NOT NULL,
+        text       TEXT NOT NULL,
+        embedding  BLOB NOT NULL,
+        CHECK ((doc_id IS NULL) <> (message_id IS NULL))
+    );
+    CREATE INDEX chunks_doc ON chunks(doc_id);
+    CREATE INDEX chunks_message ON chunks(message_id);
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, content = 'chunks', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('secure-delete', 1);
+    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    ",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &Connection, db: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            db: db.to_path_buf(),
+            found,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let next = i as i64 + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {next}; COMMIT;"
+        ))
+        .inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
+        tracing::info!(version = next, "store schema migrated");
+    }
+    Ok(())
+}
