@@ -487,20 +487,4 @@ impl Model {
         }
         n
     }
-
-    /// Bytes of the RoPE tables.
-    pub fn rope_bytes(&self) -> usize {
-        self.rope_global.size_in_bytes() + self.rope_local.as_ref().map_or(0, Rope::size_in_bytes)
-    }
-}
-
-/// Index of the largest value (the first on ties).
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }

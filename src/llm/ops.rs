@@ -101,11 +101,6 @@ impl Rope {
             }
         }
     }
-
-    /// Bytes held by the tables.
-    pub fn size_in_bytes(&self) -> usize {
-        (self.cos.len() + self.sin.len()) * 4
-    }
 }
 
 /// `gate = silu(gate) * up`, element-wise (SwiGLU).
