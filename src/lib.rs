@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod embed;
+pub mod index;
 pub mod key;
 pub mod llm;
 pub mod paths;
