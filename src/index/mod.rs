@@ -6,3 +6,4 @@
 //! store does).
 
 pub mod chunk;
+pub mod scope;
