@@ -6,4 +6,5 @@
 //! store does).
 
 pub mod chunk;
+pub mod extract;
 pub mod scope;
