@@ -8,3 +8,4 @@
 pub mod chunk;
 pub mod extract;
 pub mod scope;
+pub mod sync;
