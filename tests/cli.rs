@@ -436,3 +436,40 @@ fn closed_stdout_is_not_a_crash() {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
+
+#[test]
+fn index_add_sync_list_and_wrong_key() {
+    require_model("all-MiniLM-L6-v2/model.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("shed.md"),
+        "The spare key is under the blue flowerpot.",
+    )
+    .unwrap();
+    let with_store = |args: &[&str], key: &str| {
+        let mut c = hearth(args);
+        c.env("HEARTH_DATA_DIR", dir.path().join("data"))
+            .env("HEARTH_KEY_FILE", dir.path().join(key));
+        run(c)
+    };
+    let docs_arg = docs.to_str().unwrap();
+    assert!(
+        with_store(&["index", "add", docs_arg], "k")
+            .status
+            .success()
+    );
+    let o = with_store(&["index"], "k");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("1 added"), "{out}");
+    let o = with_store(&["index"], "k");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 unchanged"));
+    let o = with_store(&["index", "list"], "k");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 documents"));
+    assert_one_line_error(
+        &with_store(&["index", "list"], "other-key"),
+        &["key file", "nothing was changed"],
+    );
+}

@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod bench;
 mod chat;
+mod index;
 mod models;
 
 use std::path::PathBuf;
@@ -71,6 +72,14 @@ pub struct GlobalArgs {
     /// Model manifest to use instead of MODELS_DIR/manifest.toml
     #[arg(long, global = true, env = "HEARTH_MANIFEST", value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    /// Where Hearth keeps its encrypted database [default:
+    /// ~/.local/share/hearth]
+    #[arg(long, global = true, env = "HEARTH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The store's key file, kept outside the data directory [default:
+    /// ~/.config/hearth/store.key; created on first use]
+    #[arg(long, global = true, env = "HEARTH_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG
     /// overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -105,6 +114,15 @@ pub enum Command {
     /// List, download, verify and import model files
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Index the folders you allow Hearth to read (no subcommand: sync)
+    ///
+    /// Examples:
+    ///   hearth index add ~/docs     # allow a folder
+    ///   hearth index                # index new, changed and deleted files
+    ///   hearth index list           # folders, counts, exclusions
+    ///   hearth index remove ~/docs  # forget the folder and its index
+    #[command(verbatim_doc_comment)]
+    Index(index::IndexArgs),
 }
 
 /// Options shared by every command that runs a model.
@@ -141,7 +159,7 @@ pub fn init_process(cli: &Cli) {
         Command::Chat(a) => a.model.threads,
         Command::Ask(a) => a.model.threads,
         Command::Bench(a) => a.single_thread_count(),
-        Command::Models(_) => None,
+        Command::Models(_) | Command::Index(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -163,6 +181,14 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Ask(a) => chat::ask(&g, a),
         Command::Bench(a) => bench::bench(&g, a),
         Command::Models(c) => models::run(&g, c),
+        Command::Index(a) => index::run(&g, a),
+    }
+}
+
+impl GlobalArgs {
+    /// The data directory and key file this run uses.
+    pub fn paths(&self) -> crate::paths::Paths {
+        crate::paths::Paths::resolve(self.data_dir.clone(), self.key_file.clone())
     }
 }
 
