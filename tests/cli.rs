@@ -473,3 +473,71 @@ fn index_add_sync_list_and_wrong_key() {
         &["key file", "nothing was changed"],
     );
 }
+
+#[test]
+fn kill_9_during_index_leaves_a_consistent_store() {
+    require_model("all-MiniLM-L6-v2/model.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for i in 0..200 {
+        let text = format!(
+            "Note {i}. The meeting about topic {i} moved to room {}.\n\n",
+            i * 7
+        )
+        .repeat(6);
+        std::fs::write(docs.join(format!("n{i:03}.md")), text).unwrap();
+    }
+    let cmd = |args: &[&str]| {
+        let mut c = hearth(args);
+        c.env("HEARTH_DATA_DIR", dir.path().join("data"))
+            .env("HEARTH_KEY_FILE", dir.path().join("key"));
+        c
+    };
+    assert!(
+        run(cmd(&["index", "add", docs.to_str().unwrap()]))
+            .status
+            .success()
+    );
+    let paths = hearth::paths::Paths {
+        data_dir: dir.path().join("data"),
+        key_file: dir.path().join("key"),
+    };
+    let documents = || {
+        hearth::store::Store::open(&paths, hearth::store::Create::Never)
+            .and_then(|s| s.stats())
+            .map(|s| s.documents)
+            .unwrap_or(0)
+    };
+    // Kill twice, each time once the run has written part of the folder.
+    for round in 1..=2u64 {
+        let before = documents();
+        let mut child = cmd(&["index"]).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while documents() < before + 10 * round {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "index finished before it could be killed"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "index made no progress"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let store = hearth::store::Store::open(&paths, hearth::store::Create::Never).unwrap();
+        assert!(store.integrity_check().unwrap().is_empty());
+        let n = store.stats().unwrap().documents;
+        assert!(n < 200, "the kill came mid-run ({n} documents)");
+    }
+    let o = run(cmd(&["index"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(cmd(&["index", "list"]));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("200 documents"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
