@@ -13,4 +13,5 @@ pub mod key;
 pub mod llm;
 pub mod paths;
 pub mod process;
+pub mod search;
 pub mod store;

@@ -541,3 +541,79 @@ fn kill_9_during_index_leaves_a_consistent_store() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn search_finds_documents_by_words_and_meaning() {
+    require_model("all-MiniLM-L6-v2/model.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("shed.md"),
+        "The spare key for the shed is under the blue flowerpot.",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("power.txt"),
+        "Mains voltage in the house is 230 volts.",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("cake.md"),
+        "Bake the chocolate cake at 180 degrees for 40 minutes.",
+    )
+    .unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = hearth(args);
+        c.env("HEARTH_DATA_DIR", dir.path().join("data"))
+            .env("HEARTH_KEY_FILE", dir.path().join("key"));
+        c
+    };
+    assert!(
+        run(cmd(&["index", "add", docs.to_str().unwrap()]))
+            .status
+            .success()
+    );
+    assert!(run(cmd(&["index"])).status.success());
+    let o = run(cmd(&["search", "--json", "-k", "2", "flowerpot"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["rank"], 1);
+    assert_eq!(lines[0]["query"], "flowerpot");
+    assert!(lines[0]["path"].as_str().unwrap().ends_with("shed.md"));
+    assert!(
+        lines[0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("**flowerpot")
+    );
+    assert!(lines[0]["score"].as_f64().unwrap() > 0.0);
+    // Meaning without shared words, and several queries from stdin.
+    let mut c = cmd(&["search", "--json", "-k", "1", "-"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"how do I make a dessert\nelectricity supply\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0]["path"].as_str().unwrap().ends_with("cake.md"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1]["path"].as_str().unwrap().ends_with("power.txt"),
+        "{lines:?}"
+    );
+}

@@ -8,8 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{GlobalArgs, Outcome, open_catalog};
-use crate::embed::Embedder;
+use super::{GlobalArgs, Outcome, load_embedder};
 use crate::index::scope::DEFAULT_EXCLUSIONS;
 use crate::index::sync::{Progress, sync};
 use crate::store::{Create, Store};
@@ -127,10 +126,7 @@ fn run_sync(g: &GlobalArgs, store: &mut Store) -> anyhow::Result<Outcome> {
     if store.roots()?.is_empty() {
         anyhow::bail!("no folders registered; add one with `hearth index add DIR`");
     }
-    let catalog = open_catalog(g)?;
-    let model = catalog.model_path("minilm")?;
-    let dir = model.parent().unwrap_or(Path::new("."));
-    let embedder = Embedder::load(dir)?;
+    let embedder = load_embedder(g)?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} files  {per_sec}  {elapsed}")

@@ -15,6 +15,7 @@ mod bench;
 mod chat;
 mod index;
 mod models;
+mod search;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,6 +124,14 @@ pub enum Command {
     ///   hearth index remove ~/docs  # forget the folder and its index
     #[command(verbatim_doc_comment)]
     Index(index::IndexArgs),
+    /// Search your indexed documents (full-text and semantic, fused)
+    ///
+    /// Examples:
+    ///   hearth search "router password"
+    ///   hearth search --json -k 3 "dentist appointment"
+    ///   printf 'q1\nq2\n' | hearth search --json -
+    #[command(verbatim_doc_comment)]
+    Search(search::SearchArgs),
 }
 
 /// Options shared by every command that runs a model.
@@ -159,7 +168,7 @@ pub fn init_process(cli: &Cli) {
         Command::Chat(a) => a.model.threads,
         Command::Ask(a) => a.model.threads,
         Command::Bench(a) => a.single_thread_count(),
-        Command::Models(_) | Command::Index(_) => None,
+        Command::Models(_) | Command::Index(_) | Command::Search(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -182,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Bench(a) => bench::bench(&g, a),
         Command::Models(c) => models::run(&g, c),
         Command::Index(a) => index::run(&g, a),
+        Command::Search(a) => search::run(&g, a),
     }
 }
 
@@ -190,6 +200,14 @@ impl GlobalArgs {
     pub fn paths(&self) -> crate::paths::Paths {
         crate::paths::Paths::resolve(self.data_dir.clone(), self.key_file.clone())
     }
+}
+
+/// The sentence embedder from the manifest's `minilm` model.
+pub(crate) fn load_embedder(g: &GlobalArgs) -> anyhow::Result<crate::embed::Embedder> {
+    let catalog = open_catalog(g)?;
+    let model = catalog.model_path("minilm")?;
+    let dir = model.parent().unwrap_or(std::path::Path::new("."));
+    Ok(crate::embed::Embedder::load(dir)?)
 }
 
 pub(crate) fn open_catalog(g: &GlobalArgs) -> anyhow::Result<Catalog> {
