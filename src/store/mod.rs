@@ -119,6 +119,11 @@ impl Store {
                 .open(&db)
                 .map_err(io(&db))?;
         }
+        // SQLCipher sets up its crypto provider and log level as process
+        // globals on first use; opening one store at a time keeps that
+        // single-threaded. Opening is rare, so the lock costs nothing.
+        static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = OPENING.lock().unwrap_or_else(|p| p.into_inner());
         let conn = Connection::open_with_flags(
             &db,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
