@@ -14,4 +14,5 @@ pub mod llm;
 pub mod paths;
 pub mod process;
 pub mod search;
+pub mod sources;
 pub mod store;

@@ -35,6 +35,10 @@ pub struct Hit {
     /// The best chunk's text, whole (for answers with sources).
     #[serde(skip)]
     pub text: String,
+    /// Cosine similarity of that chunk to the query (0 when it came from
+    /// the full-text ranking alone).
+    #[serde(skip)]
+    pub cosine: f32,
 }
 
 /// The chunk embeddings as int8 rows with one scale each.
@@ -196,6 +200,7 @@ impl<'a> Searcher<'a> {
     /// The `k` best documents or chats for `query`.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, SearchError> {
         let mut fused: HashMap<i64, f64> = HashMap::new();
+        let mut cosines: HashMap<i64, f32> = HashMap::new();
         if let Some(expr) = fts_expression(query) {
             for (rank, h) in self.store.fts_search(&expr, CANDIDATES)?.iter().enumerate() {
                 *fused.entry(h.chunk_id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
@@ -210,6 +215,7 @@ impl<'a> Searcher<'a> {
                 }
             }
             cands.sort_by(|a, b| b.1.total_cmp(&a.1));
+            cosines.extend(cands.iter().copied());
             for (rank, (id, _)) in cands.iter().enumerate() {
                 *fused.entry(*id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
             }
@@ -235,6 +241,7 @@ impl<'a> Searcher<'a> {
                 score,
                 snippet: snippet(&row.text, query, 160),
                 text: row.text,
+                cosine: cosines.get(&id).copied().unwrap_or(0.0),
             });
             if hits.len() == k {
                 break;

@@ -88,6 +88,9 @@ pub struct AskArgs {
     /// Print one JSON object: text, token_ids, token counts and timings
     #[arg(long)]
     pub json: bool,
+    /// Do not look in your indexed documents for the answer
+    #[arg(long)]
+    pub no_rag: bool,
 }
 
 fn print_stats(g: &Generation) {
@@ -194,7 +197,12 @@ struct Timings {
 
 pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
     let (name, engine) = load_engine(g, &a.model)?;
-    let prompt = build_prompt(&engine, &name, &a)?;
+    let sources = if a.raw || a.no_rag {
+        Vec::new()
+    } else {
+        retrieve(g, &a.prompt)?
+    };
+    let prompt = build_prompt(&engine, &name, &a, &sources)?;
     let mut conv: Conversation = engine.new_conversation()?;
     let cfg = a.sampling.config();
     let mut sampler = Sampler::new(cfg.clone());
@@ -228,11 +236,38 @@ pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
         outln!("{}", serde_json::to_string_pretty(&j)?);
     } else {
         outln!();
+        if !sources.is_empty() {
+            outln!();
+            for line in crate::sources::citations(&sources) {
+                outln!("{line}");
+            }
+        }
     }
     Ok(Outcome::Ok)
 }
 
-fn build_prompt(engine: &Engine, name: &str, a: &AskArgs) -> anyhow::Result<Vec<u32>> {
+/// Relevant chunks from the owner's index, or none when there is no index
+/// (a fresh install) or nothing relevant.
+fn retrieve(g: &GlobalArgs, question: &str) -> anyhow::Result<Vec<crate::search::Hit>> {
+    let paths = g.paths();
+    if !paths.database().exists() {
+        return Ok(Vec::new());
+    }
+    let store = crate::store::Store::open(&paths, crate::store::Create::Never)?;
+    if store.stats()?.chunks == 0 {
+        return Ok(Vec::new());
+    }
+    let embedder = super::load_embedder(g)?;
+    let searcher = crate::search::Searcher::new(&store, &embedder)?;
+    Ok(crate::sources::relevant(searcher.search(question, 3)?))
+}
+
+fn build_prompt(
+    engine: &Engine,
+    name: &str,
+    a: &AskArgs,
+    sources: &[crate::search::Hit],
+) -> anyhow::Result<Vec<u32>> {
     if a.raw {
         return Ok(engine.tokenize_raw(&a.prompt));
     }
@@ -241,9 +276,14 @@ fn build_prompt(engine: &Engine, name: &str, a: &AskArgs) -> anyhow::Result<Vec<
             "model `{name}` has no chat template (it is a base model); add --raw to continue text instead"
         );
     }
+    let system = if a.no_rag {
+        a.system.clone()
+    } else {
+        crate::sources::system_prompt(&a.system, sources, &|t| engine.neutralize(t))
+    };
     let messages = [
-        Message::new(Role::System, a.system.clone()),
-        Message::new(Role::User, a.prompt.clone()),
+        Message::new(Role::System, system),
+        Message::new(Role::User, engine.neutralize(&a.prompt)),
     ];
     Ok(engine.tokenize_chat(&engine.render_chat(&messages, true)?))
 }

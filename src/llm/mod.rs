@@ -291,6 +291,31 @@ impl Engine {
         self.tokenizer.encode(rendered, add_bos, true)
     }
 
+    /// `text` with every special-token string of this vocabulary broken
+    /// by an invisible word joiner, so untrusted text (a file, a message)
+    /// placed in a chat prompt cannot open or close a turn.
+    pub fn neutralize(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for id in 0..self.tokenizer.vocab_size() as TokenId {
+            if !matches!(
+                self.tokenizer.kind(id),
+                Some(TokenKind::Control) | Some(TokenKind::UserDefined)
+            ) {
+                continue;
+            }
+            if let Some(t) = self.tokenizer.token_text(id)
+                && t.chars().count() >= 2
+                && out.contains(t)
+            {
+                let mut chars = t.chars();
+                let first = chars.next().unwrap_or_default();
+                let broken = format!("{first}\u{2060}{}", chars.as_str());
+                out = out.replace(t, &broken);
+            }
+        }
+        out
+    }
+
     /// Tokenizes a raw completion prompt (BOS as the vocabulary says,
     /// special-token text kept as text).
     pub fn tokenize_raw(&self, prompt: &str) -> Vec<TokenId> {
