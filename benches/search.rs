@@ -1,0 +1,125 @@
+//! `cargo bench --bench search`: hybrid search latency (query embedding +
+//! FTS5 + int8 vector scan + rescoring + fusion) at 10k and 100k chunks,
+//! p50/p95 over 50 queries, and the encrypted database's size per 1k
+//! chunks. Chunks are synthetic sentences with random unit vectors (the
+//! embedder would take half an hour to fill 100k); queries are real.
+//! `HEARTH_BENCH_CHUNKS=10000,100000` chooses the sizes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hearth::embed::Embedder;
+use hearth::paths::Paths;
+use hearth::search::Searcher;
+use hearth::store::{Create, FileState, NewChunk, Store};
+
+fn main() -> anyhow::Result<()> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    if !dir.join("model.safetensors").is_file() {
+        println!("embedder not installed (run scripts/setup.sh); nothing measured");
+        return Ok(());
+    }
+    let embedder = Embedder::load(&dir)?;
+    let sizes: Vec<usize> = std::env::var("HEARTH_BENCH_CHUNKS")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    const WORDS: &[&str] = &[
+        "router",
+        "password",
+        "garden",
+        "invoice",
+        "meeting",
+        "kitchen",
+        "battery",
+        "holiday",
+        "receipt",
+        "doctor",
+        "train",
+        "recipe",
+        "backup",
+        "printer",
+        "school",
+        "budget",
+        "insurance",
+        "birthday",
+        "project",
+        "deadline",
+        "network",
+        "album",
+        "contract",
+    ];
+    for n in sizes {
+        let tmp = tempfile::tempdir()?;
+        let paths = Paths {
+            data_dir: tmp.path().join("data"),
+            key_file: tmp.path().join("key"),
+        };
+        let mut store = Store::open(&paths, Create::IfMissing)?;
+        let (root, _) = store.add_root(Path::new("/bench"))?;
+        let mut x = 7u64;
+        let mut rnd = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u32
+        };
+        let t = Instant::now();
+        for d in 0..n / 100 {
+            let chunks: Vec<NewChunk> = (0..100)
+                .map(|_| {
+                    let text = (0..30)
+                        .map(|_| WORDS[rnd() as usize % WORDS.len()])
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let mut v: Vec<f32> = (0..384)
+                        .map(|_| rnd() as f32 / u32::MAX as f32 - 0.5)
+                        .collect();
+                    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+                    v.iter_mut().for_each(|a| *a /= norm);
+                    NewChunk { text, embedding: v }
+                })
+                .collect();
+            let state = FileState {
+                size: 1,
+                mtime_ns: 1,
+                sha256: [0; 32],
+            };
+            store.replace_document(
+                root,
+                &PathBuf::from(format!("/bench/{d}.txt")),
+                &state,
+                "text",
+                &chunks,
+            )?;
+        }
+        store.checkpoint()?;
+        let fill = t.elapsed().as_secs_f64();
+        let bytes = std::fs::metadata(paths.database())?.len();
+        let t = Instant::now();
+        let searcher = Searcher::new(&store, &embedder)?;
+        let load = t.elapsed().as_secs_f64();
+        let queries = [
+            "router password",
+            "when is the doctor appointment",
+            "garden budget",
+            "printer backup network",
+            "birthday present",
+        ];
+        let mut lat = Vec::new();
+        for i in 0..50 {
+            let t = Instant::now();
+            searcher.search(queries[i % queries.len()], 5)?;
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        lat.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "search: {n} chunks: p50 {:.1} ms, p95 {:.1} ms; index load {load:.2} s; fill {fill:.1} s; database {:.2} MB per 1k chunks",
+            lat[lat.len() / 2],
+            lat[lat.len() * 95 / 100],
+            bytes as f64 / 1e6 / (n as f64 / 1000.0)
+        );
+    }
+    Ok(())
+}
