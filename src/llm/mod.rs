@@ -56,6 +56,8 @@ pub struct Engine {
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     stop_tokens: Vec<TokenId>,
+    /// Texts of the control and user-defined tokens (for [`Engine::neutralize`]).
+    special_texts: Vec<String>,
     file_size: u64,
     n_params: usize,
     quant_label: String,
@@ -192,6 +194,17 @@ impl Engine {
             None => None,
         };
         let stop_tokens = stop_tokens(&tokenizer, template.as_ref());
+        let special_texts = (0..tokenizer.vocab_size() as TokenId)
+            .filter(|&id| {
+                matches!(
+                    tokenizer.kind(id),
+                    Some(TokenKind::Control) | Some(TokenKind::UserDefined)
+                )
+            })
+            .filter_map(|id| tokenizer.token_text(id))
+            .filter(|t| t.chars().count() >= 2)
+            .map(str::to_string)
+            .collect();
         let file_size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let n_params = file.n_params();
         // The file's declared type names it, as in llama-bench; else the
@@ -219,6 +232,7 @@ impl Engine {
             tokenizer,
             template,
             stop_tokens,
+            special_texts,
             file_size,
             n_params,
             quant_label,
@@ -296,21 +310,11 @@ impl Engine {
     /// placed in a chat prompt cannot open or close a turn.
     pub fn neutralize(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for id in 0..self.tokenizer.vocab_size() as TokenId {
-            if !matches!(
-                self.tokenizer.kind(id),
-                Some(TokenKind::Control) | Some(TokenKind::UserDefined)
-            ) {
-                continue;
-            }
-            if let Some(t) = self.tokenizer.token_text(id)
-                && t.chars().count() >= 2
-                && out.contains(t)
-            {
+        for t in &self.special_texts {
+            if out.contains(t.as_str()) {
                 let mut chars = t.chars();
                 let first = chars.next().unwrap_or_default();
-                let broken = format!("{first}\u{2060}{}", chars.as_str());
-                out = out.replace(t, &broken);
+                out = out.replace(t.as_str(), &format!("{first}\u{2060}{}", chars.as_str()));
             }
         }
         out
