@@ -32,6 +32,14 @@ fn hearth(args: &[&str]) -> Command {
     c
 }
 
+/// `hearth` with its store (data directory and key file `key`) in `dir`.
+fn hearth_with_store(dir: &Path, key: &str, args: &[&str]) -> Command {
+    let mut c = hearth(args);
+    c.env("HEARTH_DATA_DIR", dir.join("data"))
+        .env("HEARTH_KEY_FILE", dir.join(key));
+    c
+}
+
 fn run(mut c: Command) -> Output {
     c.output().expect("hearth runs")
 }
@@ -448,12 +456,7 @@ fn index_add_sync_list_and_wrong_key() {
         "The spare key is under the blue flowerpot.",
     )
     .unwrap();
-    let with_store = |args: &[&str], key: &str| {
-        let mut c = hearth(args);
-        c.env("HEARTH_DATA_DIR", dir.path().join("data"))
-            .env("HEARTH_KEY_FILE", dir.path().join(key));
-        run(c)
-    };
+    let with_store = |args: &[&str], key: &str| run(hearth_with_store(dir.path(), key, args));
     let docs_arg = docs.to_str().unwrap();
     assert!(
         with_store(&["index", "add", docs_arg], "k")
@@ -488,12 +491,7 @@ fn kill_9_during_index_leaves_a_consistent_store() {
         .repeat(6);
         std::fs::write(docs.join(format!("n{i:03}.md")), text).unwrap();
     }
-    let cmd = |args: &[&str]| {
-        let mut c = hearth(args);
-        c.env("HEARTH_DATA_DIR", dir.path().join("data"))
-            .env("HEARTH_KEY_FILE", dir.path().join("key"));
-        c
-    };
+    let cmd = |args: &[&str]| hearth_with_store(dir.path(), "key", args);
     assert!(
         run(cmd(&["index", "add", docs.to_str().unwrap()]))
             .status
@@ -563,12 +561,7 @@ fn search_finds_documents_by_words_and_meaning() {
         "Bake the chocolate cake at 180 degrees for 40 minutes.",
     )
     .unwrap();
-    let cmd = |args: &[&str]| {
-        let mut c = hearth(args);
-        c.env("HEARTH_DATA_DIR", dir.path().join("data"))
-            .env("HEARTH_KEY_FILE", dir.path().join("key"));
-        c
-    };
+    let cmd = |args: &[&str]| hearth_with_store(dir.path(), "key", args);
     assert!(
         run(cmd(&["index", "add", docs.to_str().unwrap()]))
             .status

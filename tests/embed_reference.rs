@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+mod common;
+
 use hearth::embed::Embedder;
 use serde::Deserialize;
 
@@ -16,16 +18,7 @@ fn root() -> PathBuf {
 }
 
 fn reference_file() -> PathBuf {
-    let name = "minilm_shared_embeddings.jsonl";
-    if let Some(dir) = std::env::var_os("HEARTH_REFERENCE_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    let shared = root().join("../shared/reference").join(name);
-    if shared.is_file() {
-        shared
-    } else {
-        root().join("tests/reference").join(name)
-    }
+    common::reference_dir().join("minilm_shared_embeddings.jsonl")
 }
 
 #[derive(Deserialize)]

@@ -9,26 +9,14 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+mod common;
+
+use common::reference_dir;
 use hearth::llm::{Engine, Logits, Message, Role, Sampler, SamplerConfig};
 use serde::Deserialize;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `HEARTH_REFERENCE_DIR`, else the shared reference folder beside the
-/// checkout, else the copy committed in `tests/reference/` (so a clone
-/// without the shared folder still runs these tests).
-fn reference_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HEARTH_REFERENCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let shared = root().join("../shared/reference");
-    if shared.is_dir() {
-        shared
-    } else {
-        root().join("tests/reference")
-    }
 }
 
 fn load(file: &str) -> Engine {
