@@ -115,9 +115,18 @@ fn vector_blob(v: &[f32]) -> Vec<u8> {
 }
 
 pub(crate) fn blob_vector(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    let mut v = Vec::with_capacity(b.len() / 4);
+    blob_vector_into(b, &mut v);
+    v
+}
+
+/// Decodes an embedding blob into `out` (cleared first), reusing its memory.
+fn blob_vector_into(b: &[u8], out: &mut Vec<f32>) {
+    out.clear();
+    out.extend(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
 }
 
 impl Store {
@@ -388,11 +397,7 @@ impl Store {
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-            buf.clear();
-            buf.extend(
-                blob.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
+            blob_vector_into(blob, &mut buf);
             f(id, &buf);
         }
         Ok(())
