@@ -88,3 +88,104 @@ fn sync_is_incremental_and_scoped() {
     assert_eq!(store.fts_search("dentist", 10).unwrap().len(), 1);
     assert!(store.integrity_check().unwrap().is_empty());
 }
+
+/// A one-page PDF showing `line` in a standard font, with a correct xref.
+fn pdf_with(line: &str) -> Vec<u8> {
+    let content = format!("BT /F1 12 Tf 72 720 Td ({line}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+         /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"
+            .to_string(),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A zip archive holding `name` with `body` (an `.odt` or `.docx`).
+fn zipped(name: &str, body: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut out);
+    w.start_file(name, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(body.as_bytes()).unwrap();
+    w.finish().unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn documents_in_every_supported_format_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let root = base.join("docs");
+    write(
+        &root.join("page.html"),
+        "<html><script>var marigold = 1;</script><body><p>The boiler was serviced by Kestrel Heating.</p></body></html>",
+    );
+    std::fs::write(
+        root.join("lease.pdf"),
+        pdf_with("The lease ends on the thirtieth of June, says Wexford."),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("plan.docx"),
+        zipped(
+            "word/document.xml",
+            "<w:document xmlns:w=\"w\"><w:body><w:p><w:r><w:t>Gutters cleaned by Pemberton.</w:t></w:r></w:p></w:body></w:document>",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("minutes.odt"),
+        zipped(
+            "content.xml",
+            "<office:document-content xmlns:office=\"o\" xmlns:text=\"t\"><office:body><office:text><text:p>Treasurer is Quillon.</text:p></office:text></office:body></office:document-content>",
+        ),
+    )
+    .unwrap();
+    std::fs::write(root.join("broken.pdf"), b"%PDF-1.4 truncated").unwrap();
+
+    let paths = Paths {
+        data_dir: base.join("data"),
+        key_file: base.join("store.key"),
+    };
+    let mut store = Store::open(&paths, Create::IfMissing).unwrap();
+    store.add_root(&root).unwrap();
+    let r = sync(&mut store, &embedder(), &mut Quiet).unwrap();
+    assert_eq!(r.added, 4, "{r:?}");
+    assert_eq!(r.failed.len(), 1, "the broken PDF fails alone: {r:?}");
+    assert!(r.failed[0].0.ends_with("broken.pdf"));
+    for word in ["Kestrel", "Wexford", "Pemberton", "Quillon"] {
+        assert_eq!(store.fts_search(word, 10).unwrap().len(), 1, "{word}");
+    }
+    assert!(
+        store.fts_search("marigold", 10).unwrap().is_empty(),
+        "script text is not page text"
+    );
+}

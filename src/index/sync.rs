@@ -193,6 +193,7 @@ fn index_file(
     let (kind, text) = match extract(path, &bytes) {
         Extracted::Text { kind, text } => (kind, text),
         Extracted::Binary => return Ok(Outcome::Binary),
+        Extracted::Failed(e) => return Err(FileError::Other(e.to_string())),
     };
     let pieces = chunk_text(&text, ChunkSize::default(), count);
     let vectors = embedder

@@ -1,19 +1,27 @@
-//! Turning a file's bytes into text to index. Plain text (prose, Markdown,
-//! source code, configuration) is taken as it is when it is UTF-8 (or
-//! UTF-16 with a byte-order mark); anything else without an extractor is
-//! binary and skipped.
+//! Turning a file's bytes into text to index. Documents (HTML, PDF,
+//! OpenDocument text, Word `.docx`) go through their extractor in
+//! [`document`]; plain text (prose, Markdown, source code, configuration) is
+//! taken as it is when it is UTF-8 (or UTF-16 with a byte-order mark);
+//! anything else is binary and skipped.
 //!
 //! Pure: bytes in, text out; must not open files.
 
+mod document;
+
 use std::path::Path;
+
+pub use document::{DocumentError, MAX_XML_BYTES, Office};
 
 /// What was made of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Extracted {
-    /// Indexable text and the kind it came from (`text`, `markdown`, `code`).
+    /// Indexable text and the kind it came from (`text`, `markdown`, `code`,
+    /// `html`, `pdf`, `odt`, `docx`).
     Text { kind: &'static str, text: String },
     /// Not text, and no extractor for it: skipped and counted.
     Binary,
+    /// A document whose extractor failed: counted as failed, with the reason.
+    Failed(DocumentError),
 }
 
 /// Extensions read as source code (for the `kind` label only: any UTF-8
@@ -30,6 +38,19 @@ pub fn extract(path: &Path, bytes: &[u8]) -> Extracted {
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
+    let document = match ext.as_str() {
+        "html" | "htm" | "xhtml" => Some(("html", document::html(bytes))),
+        "pdf" => Some(("pdf", document::pdf(bytes))),
+        "odt" => Some(("odt", document::office(Office::Odt, bytes))),
+        "docx" => Some(("docx", document::office(Office::Docx, bytes))),
+        _ => None,
+    };
+    if let Some((kind, result)) = document {
+        return match result {
+            Ok(text) => Extracted::Text { kind, text },
+            Err(e) => Extracted::Failed(e),
+        };
+    }
     let Some(text) = decode_text(bytes) else {
         return Extracted::Binary;
     };
@@ -98,6 +119,22 @@ mod tests {
             Extracted::Binary
         );
         assert_eq!(t("bad.txt", &[0xC3, 0x28]), Extracted::Binary);
+    }
+
+    #[test]
+    fn documents_go_to_their_extractor() {
+        let t = |name: &str, b: &[u8]| extract(Path::new(name), b);
+        assert_eq!(
+            t("page.HTML", b"<p>Hello <i>there</i></p>"),
+            Extracted::Text {
+                kind: "html",
+                text: "Hello there".into()
+            }
+        );
+        // A document extension on bytes that are not that format fails
+        // loudly instead of being indexed as text.
+        assert!(matches!(t("a.docx", b"plain"), Extracted::Failed(_)));
+        assert!(matches!(t("a.pdf", b"plain"), Extracted::Failed(_)));
     }
 
     #[test]
