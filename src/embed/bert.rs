@@ -311,6 +311,9 @@ impl Bert {
 impl Linear {
     fn forward(&self, x: &[f32], out: &mut [f32]) {
         let m = x.len() / self.n_in;
+        if m <= SMALL_BATCH_ROWS {
+            return self.forward_rows(x, out);
+        }
         for row in out.chunks_exact_mut(self.n_out) {
             row.copy_from_slice(&self.b);
         }
@@ -347,6 +350,54 @@ impl Linear {
             );
         }
     }
+
+    /// Few input rows (a search query): one pass over the weights, each
+    /// output a dot product of two contiguous rows, outputs split across
+    /// threads. `gemm` would repack the whole weight matrix on every call,
+    /// which costs more than the product itself at this size.
+    fn forward_rows(&self, x: &[f32], out: &mut [f32]) {
+        let n_in = self.n_in;
+        let cols_per_task = 64;
+        let tasks = self.n_out.div_ceil(cols_per_task);
+        // Column-block-major scratch so each task writes one contiguous run.
+        let m = x.len() / n_in;
+        let mut blocks = vec![0f32; tasks * cols_per_task * m];
+        blocks
+            .par_chunks_mut(cols_per_task * m)
+            .enumerate()
+            .for_each(|(t, block)| {
+                let first = t * cols_per_task;
+                let last = (first + cols_per_task).min(self.n_out);
+                for (j, col) in (first..last).enumerate() {
+                    let w = &self.w[col * n_in..(col + 1) * n_in];
+                    for (r, xr) in x.chunks_exact(n_in).enumerate() {
+                        block[j * m + r] = dot(xr, w) + self.b[col];
+                    }
+                }
+            });
+        for (r, row) in out.chunks_exact_mut(self.n_out).enumerate() {
+            for (col, o) in row.iter_mut().enumerate() {
+                let (t, j) = (col / cols_per_task, col % cols_per_task);
+                *o = blocks[(t * cols_per_task + j) * m + r];
+            }
+        }
+    }
+}
+
+/// Inputs with at most this many rows take [`Linear::forward_rows`].
+const SMALL_BATCH_ROWS: usize = 16;
+
+/// Dot product with eight independent accumulators, so it vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let n = a.len() / 8 * 8;
+    for (ca, cb) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] = ca[i].mul_add(cb[i], acc[i]);
+        }
+    }
+    let tail: f32 = a[n..].iter().zip(&b[n..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// In-place softmax; the loops are split so each one vectorizes.

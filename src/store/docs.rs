@@ -329,6 +329,28 @@ impl Store {
         Ok((id, n == 1))
     }
 
+    /// How many chunks the full-text index holds, and in how many of them
+    /// each of `terms` (lower-case words) occurs.
+    pub fn term_frequencies(&self, terms: &[String]) -> Result<(u64, Vec<u64>), StoreError> {
+        self.conn.execute_batch(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab
+             USING fts5vocab(main, chunks_fts, row);",
+        )?;
+        let total: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM chunks")?
+            .query_row([], |r| r.get(0))?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT doc FROM temp.chunks_vocab WHERE term = ?1")?;
+        let mut counts = Vec::with_capacity(terms.len());
+        for t in terms {
+            let n: Option<i64> = st.query_row([t], |r| r.get(0)).optional()?;
+            counts.push(n.unwrap_or(0) as u64);
+        }
+        Ok((total as u64, counts))
+    }
+
     /// Full-text matches for an FTS5 query expression, best first.
     pub fn fts_search(&self, expr: &str, limit: usize) -> Result<Vec<ChunkHit>, StoreError> {
         let mut st = self.conn.prepare_cached(

@@ -185,7 +185,8 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
          PRAGMA foreign_keys = ON;
          PRAGMA secure_delete = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA busy_timeout = 10000;",
+         PRAGMA busy_timeout = 10000;
+         PRAGMA cache_size = -32768;",
     )?;
     Ok(())
 }

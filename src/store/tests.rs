@@ -150,6 +150,12 @@ fn replacing_and_deleting_documents_keeps_search_consistent() {
     s.replace_document(root, a, &state(2), "text", &[chunk("delta", 3.0)])
         .unwrap();
     assert!(s.fts_search("alpha", 10).unwrap().is_empty());
+    assert_eq!(
+        s.term_frequencies(&["delta".into(), "alpha".into()])
+            .unwrap(),
+        (1, vec![1, 0]),
+        "document frequencies follow replacements"
+    );
     let hits = s.fts_search("delta", 10).unwrap();
     assert_eq!(hits.len(), 1);
     let row = s.chunk(hits[0].chunk_id).unwrap().unwrap();

@@ -10,7 +10,11 @@
 use std::collections::HashMap;
 
 use crate::embed::{EmbedError, Embedder};
-use crate::store::{Source, Store, StoreError};
+use crate::store::{ChunkHit, Source, Store, StoreError};
+
+mod vectors;
+
+pub use vectors::VectorIndex;
 
 /// Candidates taken from each ranking before fusion.
 const CANDIDATES: usize = 50;
@@ -41,72 +45,6 @@ pub struct Hit {
     pub cosine: f32,
 }
 
-/// The chunk embeddings as int8 rows with one scale each.
-pub struct VectorIndex {
-    ids: Vec<i64>,
-    rows: Vec<i8>,
-    scales: Vec<f32>,
-    dim: usize,
-}
-
-impl VectorIndex {
-    pub fn load(store: &Store, dim: usize) -> Result<Self, StoreError> {
-        let mut ix = Self {
-            ids: Vec::new(),
-            rows: Vec::new(),
-            scales: Vec::new(),
-            dim,
-        };
-        store.for_each_embedding(|id, v| {
-            if v.len() == dim {
-                let (q, s) = quantize(v);
-                ix.ids.push(id);
-                ix.rows.extend_from_slice(&q);
-                ix.scales.push(s);
-            }
-        })?;
-        Ok(ix)
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// The `n` chunk ids most similar to `query` (approximate, int8).
-    pub fn nearest(&self, query: &[f32], n: usize) -> Vec<(i64, f32)> {
-        let (q, qs) = quantize(query);
-        let mut scored: Vec<(i64, f32)> = self
-            .rows
-            .chunks_exact(self.dim)
-            .zip(&self.ids)
-            .zip(&self.scales)
-            .map(|((row, &id), &s)| {
-                let dot: i32 = row.iter().zip(&q).map(|(&a, &b)| a as i32 * b as i32).sum();
-                (id, dot as f32 * s * qs)
-            })
-            .collect();
-        let n = n.min(scored.len());
-        if n == 0 {
-            return Vec::new();
-        }
-        scored.select_nth_unstable_by(n - 1, |a, b| b.1.total_cmp(&a.1));
-        scored.truncate(n);
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        scored
-    }
-}
-
-/// Symmetric int8 quantization of one vector.
-fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
-    let amax = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
-    (v.iter().map(|x| (x / scale).round() as i8).collect(), scale)
-}
-
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -132,8 +70,16 @@ fn words(query: &str) -> Vec<String> {
 /// Words too common to anchor or mark a snippet.
 const STOPWORDS: &[&str] = &[
     "the", "and", "for", "with", "what", "where", "when", "who", "how", "are", "was", "were",
-    "this", "that", "from", "into", "has", "have", "you", "your", "der", "die", "das", "und",
+    "this", "that", "from", "into", "has", "have", "you", "your", "der", "die", "das", "und", "a",
+    "an", "is", "of", "to", "in", "on", "at", "it", "be", "do", "does", "did", "my", "me", "i",
+    "or", "as", "by", "we", "can", "which", "will", "there", "their", "they", "about", "not",
+    "but", "all", "our", "its", "ist", "ein", "eine", "zu", "im",
 ];
+
+/// A word in more chunks than this (and in more than half of them) is left
+/// out of the full-text query; below it, scoring it costs nothing worth
+/// saving and a match still says something in a small collection.
+const COMMON_WORD_MIN_CHUNKS: u64 = 1000;
 
 /// A snippet of `text` around the first query word, words marked `**…**`.
 pub fn snippet(text: &str, query: &str, width: usize) -> String {
@@ -180,6 +126,18 @@ pub fn snippet(text: &str, query: &str, width: usize) -> String {
     s
 }
 
+/// The words worth a full-text lookup, given how many of `total` chunks
+/// hold each (`counts`, in the order of `words`): present at all, and not
+/// in more than half of a large collection.
+fn distinctive(words: Vec<String>, total: u64, counts: &[u64]) -> Vec<String> {
+    words
+        .into_iter()
+        .zip(counts)
+        .filter(|&(_, &n)| n > 0 && (n * 2 <= total || n <= COMMON_WORD_MIN_CHUNKS))
+        .map(|(w, _)| w)
+        .collect()
+}
+
 /// Search state loaded once and reused across queries.
 pub struct Searcher<'a> {
     store: &'a Store,
@@ -197,19 +155,35 @@ impl<'a> Searcher<'a> {
         })
     }
 
-    /// The `k` best documents or chats for `query`.
+    /// The `k` best documents or chats for `query`. The semantic side
+    /// (embedding the query, scanning the vectors) runs on its own thread
+    /// while this one asks the full-text index.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, SearchError> {
+        let (embedder, vectors) = (self.embedder, &self.vectors);
+        let (fts, nearest) = std::thread::scope(|scope| {
+            let semantic = scope.spawn(move || -> Result<_, EmbedError> {
+                if vectors.is_empty() {
+                    return Ok(None);
+                }
+                let q = embedder.embed(&[query])?.pop().unwrap_or_default();
+                let nearest = vectors.nearest(&q, CANDIDATES);
+                Ok(Some((q, nearest)))
+            });
+            let fts = self.full_text(query);
+            let nearest = match semantic.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            (fts, nearest)
+        });
         let mut fused: HashMap<i64, f64> = HashMap::new();
         let mut cosines: HashMap<i64, f32> = HashMap::new();
-        if let Some(expr) = fts_expression(query) {
-            for (rank, h) in self.store.fts_search(&expr, CANDIDATES)?.iter().enumerate() {
-                *fused.entry(h.chunk_id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
-            }
+        for (rank, h) in fts?.iter().enumerate() {
+            *fused.entry(h.chunk_id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
         }
-        if !self.vectors.is_empty() {
-            let q = self.embedder.embed(&[query])?.pop().unwrap_or_default();
+        if let Some((q, nearest)) = nearest? {
             let mut cands: Vec<(i64, f32)> = Vec::new();
-            for (id, _) in self.vectors.nearest(&q, CANDIDATES) {
+            for (id, _) in nearest {
                 if let Some(v) = self.store.embedding(id)? {
                     cands.push((id, dot(&v, &q)));
                 }
@@ -249,6 +223,26 @@ impl<'a> Searcher<'a> {
         }
         Ok(hits)
     }
+
+    /// The full-text ranking over the query's words that can tell chunks
+    /// apart. Stopwords are dropped, and so is any word found in more than
+    /// half of the chunks of a large collection: FTS5's BM25 gives such a word an IDF of
+    /// ~0 (`log((N − n + ½)/(n + ½)) ≤ 0` is clamped to 1e-6), so it only
+    /// costs time (every chunk holding it is scored) and adds rank noise.
+    fn full_text(&self, query: &str) -> Result<Vec<ChunkHit>, StoreError> {
+        let ws: Vec<String> = words(query)
+            .into_iter()
+            .filter(|w| !STOPWORDS.contains(&w.as_str()))
+            .collect();
+        if ws.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (total, counts) = self.store.term_frequencies(&ws)?;
+        match fts_expression(&distinctive(ws, total, &counts).join(" ")) {
+            Some(expr) => self.store.fts_search(&expr, CANDIDATES),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +263,18 @@ mod tests {
     }
 
     #[test]
+    fn common_words_leave_large_collections_only() {
+        let ws = || vec!["router".to_string(), "the".into(), "zebra".into()];
+        // Small collection: a word in every chunk still counts.
+        assert_eq!(distinctive(ws(), 10, &[10, 3, 0]), ["router", "the"]);
+        // Large: a word in over half the chunks has BM25 IDF ~0.
+        assert_eq!(
+            distinctive(ws(), 100_000, &[40_000, 73_000, 5]),
+            ["router", "zebra"]
+        );
+    }
+
+    #[test]
     fn snippets_mark_query_words() {
         let s = snippet(
             "The spare key is under the blue flowerpot by the door.",
@@ -279,30 +285,5 @@ mod tests {
             s,
             "The spare key is under the blue **flowerpot** by the door."
         );
-    }
-
-    #[test]
-    fn int8_nearest_ranks_like_cosine() {
-        let ix = VectorIndex {
-            ids: vec![1, 2, 3],
-            rows: [
-                quantize(&[1.0, 0.0]).0,
-                quantize(&[0.6, 0.8]).0,
-                quantize(&[0.0, 1.0]).0,
-            ]
-            .concat(),
-            scales: vec![
-                quantize(&[1.0, 0.0]).1,
-                quantize(&[0.6, 0.8]).1,
-                quantize(&[0.0, 1.0]).1,
-            ],
-            dim: 2,
-        };
-        let got: Vec<i64> = ix
-            .nearest(&[0.0, 1.0], 3)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        assert_eq!(got, vec![3, 2, 1]);
     }
 }
