@@ -7,53 +7,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn models_dir() -> PathBuf {
-    root().join("models")
-}
-
-fn hearth(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
-    c.args(args)
-        .env_remove("HEARTH_MODEL")
-        .env_remove("HEARTH_MANIFEST")
-        .env_remove("HF_ENDPOINT")
-        .env("HEARTH_MODELS_DIR", models_dir())
-        .env("RUST_LOG", "warn");
-    c
-}
-
-/// `hearth` with its store (data directory and key file `key`) in `dir`.
-fn hearth_with_store(dir: &Path, key: &str, args: &[&str]) -> Command {
-    let mut c = hearth(args);
-    c.env("HEARTH_DATA_DIR", dir.join("data"))
-        .env("HEARTH_KEY_FILE", dir.join(key));
-    c
-}
-
-fn run(mut c: Command) -> Output {
-    c.output().expect("hearth runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn require_model(file: &str) {
-    assert!(
-        models_dir().join(file).is_file(),
-        "models/{file} is missing: run scripts/setup.sh"
-    );
-}
+mod common;
+use common::{hearth, hearth_with_store, models_dir, require_model, root, run, stderr};
 
 /// A manifest with one model `name` whose single file is `file`.
 fn manifest(

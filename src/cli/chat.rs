@@ -15,9 +15,11 @@ const DEFAULT_SYSTEM: &str =
 
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
-    /// Sampling temperature; 0 = greedy (always the most likely token)
-    #[arg(long, default_value_t = 0.2)]
-    pub temperature: f32,
+    /// Sampling temperature; 0 = greedy (always the most likely token).
+    /// Default: 0 when answering from your documents (small models copy
+    /// facts faithfully only greedily), else 0.2
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
     /// Keep only the K most likely tokens (0 = off)
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
@@ -39,14 +41,18 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    fn config(&self) -> SamplerConfig {
+    /// The sampler settings; `from_sources` picks the default temperature.
+    fn config(&self, from_sources: bool) -> SamplerConfig {
+        let temperature = self
+            .temperature
+            .unwrap_or(if from_sources { 0.0 } else { 0.2 });
         SamplerConfig {
-            temperature: self.temperature,
+            temperature,
             top_k: self.top_k,
             top_p: self.top_p,
             min_p: self.min_p,
             // Greedy means greedy: no penalty reshuffling the argmax.
-            repeat_penalty: if self.temperature <= 0.0 {
+            repeat_penalty: if temperature <= 0.0 {
                 1.0
             } else {
                 self.repeat_penalty
@@ -69,6 +75,9 @@ pub struct ChatArgs {
     /// Print tokens/s after every reply (toggle in the chat with /stats)
     #[arg(long)]
     pub stats: bool,
+    /// Do not look in your indexed documents for answers
+    #[arg(long)]
+    pub no_rag: bool,
 }
 
 #[derive(Debug, Args)]
@@ -120,8 +129,20 @@ pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
             engine.model().n_ctx()
         );
     }
-    let mut chat = Chat::new(&engine, Some(a.system.clone()))?;
-    let mut sampler = Sampler::new(a.sampling.config());
+    let memory = if a.no_rag { None } else { open_memory(g)? };
+    let searcher = match &memory {
+        Some((store, embedder)) => Some(crate::search::Searcher::new(store, embedder)?),
+        None => None,
+    };
+    if interactive && searcher.is_some() {
+        eprintln!("(answers look in your indexed documents; --no-rag turns that off)");
+    }
+    let system = match &searcher {
+        Some(_) => crate::sources::chat_system_prompt(&a.system),
+        None => a.system.clone(),
+    };
+    let mut chat = Chat::new(&engine, Some(system))?;
+    let mut sampler = Sampler::new(a.sampling.config(searcher.is_some()));
     let mut show_stats = a.stats;
     let stdin = std::io::stdin();
     let mut line = String::new();
@@ -150,10 +171,24 @@ pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
             }
             _ => {}
         }
+        let sources = match &searcher {
+            Some(s) => match s.search(input, 3) {
+                Ok(hits) => Some(crate::sources::relevant(hits)),
+                Err(e) => {
+                    eprintln!("error: searching your documents: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let material = sources
+            .as_deref()
+            .map(|s| crate::sources::turn_material(s, &|t| engine.neutralize(t)));
         let mut out = std::io::stdout();
         let gen_result = chat.send(
             &engine,
-            input,
+            &engine.neutralize(input),
+            material.as_deref(),
             a.sampling.max_tokens,
             &mut sampler,
             &mut |piece| {
@@ -163,6 +198,9 @@ pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
             },
         );
         outln!();
+        if gen_result.is_ok() {
+            print_citations(sources.as_deref().unwrap_or_default())?;
+        }
         match gen_result {
             Ok(reply) if show_stats => print_stats(&reply),
             Ok(_) => {}
@@ -204,7 +242,7 @@ pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
     };
     let prompt = build_prompt(&engine, &name, &a, &sources)?;
     let mut conv: Conversation = engine.new_conversation()?;
-    let cfg = a.sampling.config();
+    let cfg = a.sampling.config(!sources.is_empty());
     let mut sampler = Sampler::new(cfg.clone());
     let max = a.sampling.max_tokens;
     let stream = !a.json;
@@ -236,28 +274,44 @@ pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
         outln!("{}", serde_json::to_string_pretty(&j)?);
     } else {
         outln!();
-        if !sources.is_empty() {
-            outln!();
-            for line in crate::sources::citations(&sources) {
-                outln!("{line}");
-            }
-        }
+        print_citations(&sources)?;
     }
     Ok(Outcome::Ok)
 }
 
-/// Relevant chunks from the owner's index, or none when there is no index
-/// (a fresh install) or nothing relevant.
-fn retrieve(g: &GlobalArgs, question: &str) -> anyhow::Result<Vec<crate::search::Hit>> {
+/// `[1] ~/path` lines after an answer that used sources.
+fn print_citations(sources: &[crate::search::Hit]) -> std::io::Result<()> {
+    if !sources.is_empty() {
+        outln!();
+        for line in crate::sources::citations(sources) {
+            outln!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// The store and embedder, when there is an index with something in it
+/// (none on a fresh install: then answers do not look for sources).
+fn open_memory(
+    g: &GlobalArgs,
+) -> anyhow::Result<Option<(crate::store::Store, crate::embed::Embedder)>> {
     let paths = g.paths();
     if !paths.database().exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let store = crate::store::Store::open(&paths, crate::store::Create::Never)?;
     if store.stats()?.chunks == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let embedder = super::load_embedder(g)?;
+    Ok(Some((store, super::load_embedder(g)?)))
+}
+
+/// Relevant chunks from the owner's index, or none when there is no index
+/// or nothing relevant.
+fn retrieve(g: &GlobalArgs, question: &str) -> anyhow::Result<Vec<crate::search::Hit>> {
+    let Some((store, embedder)) = open_memory(g)? else {
+        return Ok(Vec::new());
+    };
     let searcher = crate::search::Searcher::new(&store, &embedder)?;
     Ok(crate::sources::relevant(searcher.search(question, 3)?))
 }
@@ -281,9 +335,16 @@ fn build_prompt(
     } else {
         crate::sources::system_prompt(&a.system, sources, &|t| engine.neutralize(t))
     };
+    let user = if a.no_rag {
+        engine.neutralize(&a.prompt)
+    } else {
+        crate::sources::question(&engine.neutralize(&a.prompt), sources, &|t| {
+            engine.neutralize(t)
+        })
+    };
     let messages = [
         Message::new(Role::System, system),
-        Message::new(Role::User, engine.neutralize(&a.prompt)),
+        Message::new(Role::User, user),
     ];
     Ok(engine.tokenize_chat(&engine.render_chat(&messages, true)?))
 }

@@ -498,15 +498,20 @@ impl Chat {
     }
 
     /// Adds a user message, generates the reply and records it.
+    /// `material` (retrieved excerpts) is sent ahead of the user's words in
+    /// this turn only: the history keeps the bare message, so old excerpts
+    /// do not crowd the context (the next turn re-reads from this message).
     pub fn send(
         &mut self,
         engine: &Engine,
         user: &str,
+        material: Option<&str>,
         max_tokens: usize,
         sampler: &mut Sampler,
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation, GenerateError> {
-        self.turns.push(Message::new(Role::User, user));
+        let sent = format!("{}{user}", material.unwrap_or_default());
+        self.turns.push(Message::new(Role::User, sent));
         let ctx = engine.model().n_ctx();
         let budget = max_tokens.min(ctx / 2);
         let prompt = loop {
@@ -532,7 +537,17 @@ impl Chat {
             max_tokens.min(ctx - prompt.len()),
             sampler,
             on_text,
-        )?;
+        );
+        let g = match g {
+            Ok(g) => g,
+            Err(e) => {
+                self.turns.pop();
+                return Err(e);
+            }
+        };
+        if let Some(last) = self.turns.last_mut() {
+            *last = Message::new(Role::User, user);
+        }
         self.turns
             .push(Message::new(Role::Assistant, g.text.trim()));
         Ok(g)

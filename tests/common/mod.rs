@@ -1,6 +1,11 @@
-//! Shared by the reference tests: where the reference data lives.
+//! Shared by the integration tests: where the reference data lives, and
+//! the `hearth` binary run as a user runs it (models from `models/`, store
+//! in a temporary directory).
+// Each test crate uses only some of these.
+#![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// `HEARTH_REFERENCE_DIR`, else the shared reference folder beside the
 /// checkout, else the copy committed in `tests/reference/` (so a clone
@@ -16,4 +21,46 @@ pub fn reference_dir() -> PathBuf {
     } else {
         root.join("tests/reference")
     }
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn models_dir() -> PathBuf {
+    root().join("models")
+}
+
+pub fn hearth(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    c.args(args)
+        .env_remove("HEARTH_MODEL")
+        .env_remove("HEARTH_MANIFEST")
+        .env_remove("HF_ENDPOINT")
+        .env("HEARTH_MODELS_DIR", models_dir())
+        .env("RUST_LOG", "warn");
+    c
+}
+
+/// `hearth` with its store (data directory and key file `key`) in `dir`.
+pub fn hearth_with_store(dir: &Path, key: &str, args: &[&str]) -> Command {
+    let mut c = hearth(args);
+    c.env("HEARTH_DATA_DIR", dir.join("data"))
+        .env("HEARTH_KEY_FILE", dir.join(key));
+    c
+}
+
+pub fn run(mut c: Command) -> Output {
+    c.output().expect("hearth runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn require_model(file: &str) {
+    assert!(
+        models_dir().join(file).is_file(),
+        "models/{file} is missing: run scripts/setup.sh"
+    );
 }

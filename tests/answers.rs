@@ -1,0 +1,103 @@
+//! `hearth ask` and `hearth chat` answering from indexed files, on the real
+//! SmolLM2 and MiniLM: the fact that exists only in a file is in the
+//! answer, the file is cited, `--no-rag` and unrelated questions cite
+//! nothing. Greedy by default with sources, so the answers are repeatable.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+mod common;
+use common::{hearth_with_store, require_model, run, stderr};
+
+fn index_docs(dir: &Path) {
+    require_model("all-MiniLM-L6-v2/model.safetensors");
+    require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for (name, text) in [
+        (
+            "boiler.html",
+            "<html><body><p>The plumber Kestrel Heating serviced the boiler on 3 March 2026.</p></body></html>",
+        ),
+        (
+            "car.txt",
+            "The car insurance policy number is KX-88231, renewed every April with Bluestone Mutual.",
+        ),
+        (
+            "pasta.md",
+            "Pasta recipe: boil water, add salt, cook the spaghetti for nine minutes, drain.",
+        ),
+    ] {
+        std::fs::write(docs.join(name), text).unwrap();
+    }
+    let add = run(hearth_with_store(
+        dir,
+        "key",
+        &["index", "add", docs.to_str().unwrap()],
+    ));
+    assert!(add.status.success(), "{}", stderr(&add));
+    let sync = run(hearth_with_store(dir, "key", &["index"]));
+    assert!(sync.status.success(), "{}", stderr(&sync));
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(o.status.success(), "stderr: {}", stderr(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The `[n] path` lines at the end of an answer.
+fn citations(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with('[') && l.contains("] /"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn ask_answers_from_the_file_and_cites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    index_docs(dir.path());
+    let ask = |args: &[&str]| stdout(&run(hearth_with_store(dir.path(), "key", args)));
+
+    let out = ask(&["ask", "What is my car insurance policy number?"]);
+    assert!(out.contains("KX-88231"), "{out}");
+    let cites = citations(&out);
+    assert!(
+        cites
+            .first()
+            .is_some_and(|c| c.starts_with("[1] ") && c.ends_with("car.txt")),
+        "{out}"
+    );
+
+    let out = ask(&["ask", "--no-rag", "What is my car insurance policy number?"]);
+    assert!(!out.contains("KX-88231"), "{out}");
+    assert!(citations(&out).is_empty(), "{out}");
+
+    // Nothing in the files is about this: no sources, no citation.
+    let out = ask(&["ask", "-n", "16", "What is the capital of Germany?"]);
+    assert!(citations(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn chat_answers_each_turn_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    index_docs(dir.path());
+    let mut c = hearth_with_store(dir.path(), "key", &["chat", "-n", "48"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Who serviced the boiler?\nWhat is my car insurance policy number?\n")
+        .unwrap();
+    let out = stdout(&child.wait_with_output().unwrap());
+    assert!(out.contains("Kestrel"), "{out}");
+    assert!(out.contains("KX-88231"), "{out}");
+    let cites = citations(&out);
+    assert!(cites.iter().any(|c| c.ends_with("boiler.html")), "{out}");
+    assert!(cites.iter().any(|c| c.ends_with("car.txt")), "{out}");
+}
