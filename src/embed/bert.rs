@@ -197,7 +197,7 @@ impl Bert {
                 row += 1;
             }
         }
-        layer_norm(&mut x, &self.emb_norm, self.eps);
+        add_norm(&mut x, &[], &self.emb_norm, self.eps);
         let mut qkv = vec![0f32; n * 3 * h];
         let mut ctx = vec![0f32; n * h];
         let mut tmp = vec![0f32; n * h];
@@ -206,13 +206,11 @@ impl Bert {
             layer.qkv.forward(&x, &mut qkv);
             self.attention(texts, &qkv, &mut ctx);
             layer.attn_out.forward(&ctx, &mut tmp);
-            add(&mut x, &tmp);
-            layer_norm(&mut x, &layer.attn_norm, self.eps);
+            add_norm(&mut x, &tmp, &layer.attn_norm, self.eps);
             layer.ffn_in.forward(&x, &mut inter);
-            inter.par_chunks_mut(4096).for_each(gelu_erf);
+            inter.par_chunks_mut(1 << 16).for_each(gelu_erf);
             layer.ffn_out.forward(&inter, &mut tmp);
-            add(&mut x, &tmp);
-            layer_norm(&mut x, &layer.ffn_norm, self.eps);
+            add_norm(&mut x, &tmp, &layer.ffn_norm, self.eps);
         }
         x
     }
@@ -244,6 +242,7 @@ impl Bert {
             .zip(spans.par_iter())
             .for_each(|(out, &(s, len))| {
                 let mut scores = vec![0f32; len * len];
+                let mut inv_sums = vec![0f32; len];
                 let rows = &qkv[s * 3 * h..(s + len) * 3 * h];
                 for head in 0..heads {
                     let q = rows[head * hd..].as_ptr();
@@ -275,8 +274,8 @@ impl Bert {
                             gemm::Parallelism::None,
                         );
                     }
-                    for row in scores.chunks_exact_mut(len) {
-                        softmax(row);
+                    for (row, inv) in scores.chunks_exact_mut(len).zip(&mut inv_sums) {
+                        *inv = softmax_unscaled(row);
                     }
                     // context = P · V, written into this head's columns.
                     // SAFETY: as above; `out` holds len rows of h.
@@ -302,6 +301,13 @@ impl Bert {
                             false,
                             gemm::Parallelism::None,
                         );
+                    }
+                    // Normalise the len × hd context, not the len × len
+                    // probabilities.
+                    for (row, inv) in out.chunks_exact_mut(h).zip(&inv_sums) {
+                        row[head * hd..(head + 1) * hd]
+                            .iter_mut()
+                            .for_each(|x| *x *= inv);
                     }
                 }
             });
@@ -400,9 +406,23 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// In-place softmax; the loops are split so each one vectorizes.
-fn softmax(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+/// Softmax without the final division: exponentiates `row` in place and
+/// returns 1 / Σ (the caller scales the smaller P·V product instead). The
+/// loops are split so each one vectorizes.
+fn softmax_unscaled(row: &mut [f32]) -> f32 {
+    // Lane-wise comparisons, not f32::max (whose NaN rule keeps the loop
+    // scalar).
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let n16 = row.len() / 16 * 16;
+    for c in row[..n16].chunks_exact(16) {
+        for l in 0..16 {
+            lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
+        }
+    }
+    let max = lanes
+        .iter()
+        .chain(&row[n16..])
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
     for x in row.iter_mut() {
         *x = fast_exp(*x - max);
     }
@@ -414,26 +434,40 @@ fn softmax(row: &mut [f32]) {
         }
     }
     let sum = acc.iter().sum::<f32>() + row[n..].iter().sum::<f32>();
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|x| *x *= inv);
+    1.0 / sum
 }
 
-fn add(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
-}
-
-fn layer_norm(x: &mut [f32], norm: &Norm, eps: f32) {
+/// `x = LayerNorm(x + y)` row by row (`y` empty: just the norm), rows split
+/// across the pool.
+fn add_norm(x: &mut [f32], y: &[f32], norm: &Norm, eps: f32) {
     let h = norm.w.len();
-    for row in x.chunks_exact_mut(h) {
-        let mean = row.iter().sum::<f32>() / h as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
-        let inv = 1.0 / (var + eps).sqrt();
-        for ((v, w), b) in row.iter_mut().zip(&norm.w).zip(&norm.b) {
-            *v = (*v - mean) * inv * w + b;
-        }
+    x.par_chunks_mut(h * 64)
+        .enumerate()
+        .for_each(|(block, rows)| {
+            for (r, row) in rows.chunks_exact_mut(h).enumerate() {
+                if !y.is_empty() {
+                    let start = (block * 64 + r) * h;
+                    for (a, b) in row.iter_mut().zip(&y[start..start + h]) {
+                        *a += b;
+                    }
+                }
+                let mean = sum_lanes(row.iter().copied()) / h as f32;
+                let var = sum_lanes(row.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
+                let inv = 1.0 / (var + eps).sqrt();
+                for ((v, w), b) in row.iter_mut().zip(&norm.w).zip(&norm.b) {
+                    *v = (*v - mean) * inv * w + b;
+                }
+            }
+        });
+}
+
+/// A sum in 16 independent lanes, so it vectorizes.
+fn sum_lanes(xs: impl Iterator<Item = f32>) -> f32 {
+    let mut lanes = [0f32; 16];
+    for (i, x) in xs.enumerate() {
+        lanes[i % 16] += x;
     }
+    lanes.iter().sum()
 }
 
 /// GELU with the exact erf form BERT uses.
@@ -460,9 +494,16 @@ fn erf(x: f32) -> f32 {
 #[inline(always)]
 fn fast_exp(x: f32) -> f32 {
     // Branch-free so loops over it vectorize; e^-87 is 1.6e-38, near zero.
-    let t = x.max(-87.0) * std::f32::consts::LOG2_E;
-    let i = t.round();
+    // Only comparisons, adds and bit operations, so loops over it
+    // vectorize (f32::max's NaN rule, round() and `as i32` do not):
+    // adding 1.5·2²³ rounds to an integer (ties to even) and leaves that
+    // integer in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let t = if x < -87.0 { -87.0 } else { x } * std::f32::consts::LOG2_E;
+    let v = t + MAGIC;
+    let i = v - MAGIC;
     let f = t - i;
+    let n = v.to_bits().wrapping_sub(MAGIC.to_bits());
     const C: [f32; 7] = [
         std::f32::consts::LN_2,
         0.240_226_5,
@@ -472,11 +513,8 @@ fn fast_exp(x: f32) -> f32 {
         0.000_154_035_3,
         0.000_015_252_73,
     ];
-    let mut p = C[6];
-    for c in C[..6].iter().rev() {
-        p = p * f + c;
-    }
-    f32::from_bits(((i as i32 + 127) as u32) << 23) * (1.0 + f * p)
+    let p = C[0] + f * (C[1] + f * (C[2] + f * (C[3] + f * (C[4] + f * (C[5] + f * C[6])))));
+    f32::from_bits(n.wrapping_add(127) << 23) * (1.0 + f * p)
 }
 
 #[cfg(test)]
