@@ -4,21 +4,15 @@
 //! `scripts/bench-embed-reference.py` (sentence-transformers, same texts,
 //! same threads). Set `RAYON_NUM_THREADS` to choose the thread count.
 
-use std::path::PathBuf;
 use std::time::Instant;
-
-use hearth::embed::Embedder;
 
 mod common;
 use common::passages;
 
 fn main() -> anyhow::Result<()> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    if !dir.join("model.safetensors").is_file() {
-        println!("embedder not installed (run scripts/setup.sh); nothing measured");
+    let Some(embedder) = common::embedder()? else {
         return Ok(());
-    }
-    let embedder = Embedder::load(&dir)?;
+    };
     let texts = passages(256, 130);
     let tokens: usize = texts
         .iter()

@@ -5,10 +5,8 @@
 //! the files were edited. `HEARTH_BENCH_FILES` sets the file count
 //! (default 300). Set `RAYON_NUM_THREADS` to choose the thread count.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hearth::embed::Embedder;
 use hearth::index::sync::{Quiet, SyncReport, sync};
 use hearth::paths::Paths;
 use hearth::store::{Create, Store};
@@ -17,12 +15,9 @@ mod common;
 use common::passages;
 
 fn main() -> anyhow::Result<()> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    if !dir.join("model.safetensors").is_file() {
-        println!("embedder not installed (run scripts/setup.sh); nothing measured");
+    let Some(embedder) = common::embedder()? else {
         return Ok(());
-    }
-    let embedder = Embedder::load(&dir)?;
+    };
     let files: usize = std::env::var("HEARTH_BENCH_FILES")
         .ok()
         .and_then(|s| s.parse().ok())
