@@ -189,3 +189,35 @@ fn documents_in_every_supported_format_are_indexed() {
         "script text is not page text"
     );
 }
+
+#[test]
+fn chat_messages_are_searchable_and_labelled_by_chat_and_time() {
+    use hearth::search::Searcher;
+    use hearth::store::{NewChunk, NewMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths {
+        data_dir: dir.path().join("data"),
+        key_file: dir.path().join("store.key"),
+    };
+    let mut store = Store::open(&paths, Create::IfMissing).unwrap();
+    let emb = embedder();
+    let text = "Dinner at Anna's is at half past seven on Saturday.";
+    let message = NewMessage {
+        chat_id: "family",
+        msg_id: "m1",
+        sender: "anna",
+        outgoing: false,
+        text,
+        ts_ms: 1_764_079_380_000,
+    };
+    let chunk = NewChunk {
+        text: text.into(),
+        embedding: emb.embed(&[text]).unwrap().remove(0),
+    };
+    store.insert_message(&message, &[chunk]).unwrap();
+    let searcher = Searcher::new(&store, &emb).unwrap();
+    let hits = searcher.search("what time is dinner at Anna's", 3).unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].path, "chat:family at 2025-11-25 14:03 UTC");
+    assert!(hits[0].snippet.contains("**Dinner**"), "{hits:?}");
+}
