@@ -129,15 +129,28 @@ fn run_sync(g: &GlobalArgs, store: &mut Store) -> anyhow::Result<Outcome> {
     let embedder = load_embedder(g)?;
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} files  {per_sec}  {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} files  {rate}  {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} files/s", s.per_sec());
+                },
+            ),
     );
     let start = Instant::now();
     let report = sync(store, &embedder, &mut Bar(bar))?;
     store.checkpoint()?;
     let secs = start.elapsed().as_secs_f64();
+    let files = report.added
+        + report.updated
+        + report.unchanged
+        + report.binary
+        + report.refused
+        + report.failed.len();
     outln!(
-        "indexed in {secs:.1} s: {} added, {} updated, {} removed, {} unchanged, {} binary skipped, {} refused, {} failed ({} chunks written)",
+        "indexed {files} files in {secs:.1} s ({:.1} files/s): {} added, {} updated, {} removed, {} unchanged, {} binary skipped, {} refused, {} failed ({} chunks written)",
+        files as f64 / secs.max(1e-9),
         report.added,
         report.updated,
         report.removed,

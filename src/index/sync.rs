@@ -109,7 +109,8 @@ pub fn sync(
                 }
                 Err(FileError::Store(e)) => return Err(e.into()),
                 Err(FileError::Other(reason)) => {
-                    tracing::warn!(path = %path.display(), %reason, "file not indexed");
+                    // The run's summary lists it; the log need not repeat it.
+                    tracing::debug!(path = %path.display(), %reason, "file not indexed");
                     report.failed.push((path.clone(), reason));
                 }
             }
