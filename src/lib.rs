@@ -13,6 +13,7 @@ pub mod key;
 pub mod llm;
 pub mod paths;
 pub mod process;
+pub mod proto;
 pub mod search;
 pub mod sources;
 pub mod store;

@@ -7,6 +7,7 @@
 //! extracted, embedded or ranked: callers hand it rows and get rows back.
 
 mod docs;
+mod queue;
 mod schema;
 
 use std::fs::{self, OpenOptions};
@@ -19,6 +20,7 @@ pub use docs::{
     ChunkHit, ChunkRow, DocId, DocSummary, DocumentRow, FileState, IndexStats, NewChunk,
     NewMessage, RootId, RootRow, Source,
 };
+pub use queue::{Pending, Reply, Turn};
 
 use crate::key::{self, Key, KeyError};
 use crate::paths::Paths;

@@ -66,6 +66,27 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
     ",
+    // 2: the durable inbound queue and the outbox of replies. An inbound
+    // message is in `inbox` until answered; its reply is in `outbox` (one
+    // per inbound message) until the bridge confirms delivery.
+    "
+    CREATE TABLE inbox (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        chat_id    TEXT NOT NULL,
+        answered   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX inbox_pending ON inbox(answered, chat_id, message_id);
+    CREATE TABLE outbox (
+        id         INTEGER PRIMARY KEY,
+        chat_id    TEXT NOT NULL,
+        inbound    INTEGER UNIQUE REFERENCES messages(id) ON DELETE SET NULL,
+        reply_to   TEXT,
+        text       TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        sent_ms    INTEGER
+    );
+    CREATE INDEX outbox_unsent ON outbox(sent_ms);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,285 @@
+//! The socket protocol between `hearth serve` and its clients (the WhatsApp
+//! bridge, `hearth chat`, tests): line-delimited JSON, one frame per line,
+//! each a `{"type": …}` object. A client opens with `hello` (protocol
+//! version and role); the daemon answers `welcome` or an `error` frame.
+//! Unknown versions, unknown frame types, unknown fields and frames over
+//! [`MAX_FRAME_BYTES`] are rejected loudly with an `error` frame.
+//!
+//! This is the only module with serialized wire types. It must not do I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// The largest frame, newline excluded, either side accepts.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// A chat (a WhatsApp JID, or `cli:owner` for the terminal).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChatId(pub String);
+
+/// A message id, unique within its chat (the transport's id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(pub String);
+
+/// Who wrote a message (a phone-number JID or LID; mapped by policy).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SenderId(pub String);
+
+/// The daemon's id for a reply; the bridge confirms delivery with it and
+/// drops a reply whose id it has already delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OutId(pub i64);
+
+/// What kind of client is speaking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientRole {
+    /// The WhatsApp bridge (or its `--simulate` stand-in).
+    Bridge,
+    /// `hearth chat` / `hearth status` in a terminal, as the owner.
+    Cli,
+}
+
+/// A message that arrived on the transport.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inbound {
+    pub message_id: MessageId,
+    pub chat_id: ChatId,
+    pub sender_id: SenderId,
+    #[serde(default)]
+    pub is_group: bool,
+    #[serde(default)]
+    pub mentions_me: bool,
+    #[serde(default)]
+    pub is_from_me: bool,
+    pub text: String,
+    /// Milliseconds since the Unix epoch, as the transport reports it.
+    pub timestamp_ms: i64,
+    /// An opaque reference to media the bridge holds, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<String>,
+}
+
+/// A message the daemon wants delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outbound {
+    pub out_id: OutId,
+    pub chat_id: ChatId,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+}
+
+/// The daemon's state, for `/status` and `hearth status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    pub model: String,
+    pub uptime_s: u64,
+    pub queue_depth: u64,
+    pub unsent_replies: u64,
+    pub bridge_connected: bool,
+    pub paused: bool,
+}
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    Hello {
+        version: u32,
+        role: ClientRole,
+    },
+    Inbound(Inbound),
+    /// The bridge delivered this reply.
+    Sent {
+        out_id: OutId,
+    },
+    Status {},
+}
+
+/// Frames the daemon sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerFrame {
+    Welcome {
+        version: u32,
+    },
+    /// The inbound message is committed to the store; the client may forget it.
+    Ack {
+        chat_id: ChatId,
+        message_id: MessageId,
+    },
+    Outbound(Outbound),
+    Typing {
+        chat_id: ChatId,
+        on: bool,
+    },
+    Status(StatusReport),
+    /// Something the owner should know (not a reply to a message).
+    Notice {
+        text: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Malformed,
+    TooLarge,
+    UnsupportedVersion,
+    /// A frame before `hello`, or a second `hello`.
+    OutOfOrder,
+    /// The role may not send this frame.
+    Forbidden,
+    Internal,
+}
+
+/// A frame that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    #[error("frame of {0} bytes is over the {MAX_FRAME_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("protocol version {got} is not supported (this side speaks {VERSION})")]
+    UnsupportedVersion { got: u32 },
+}
+
+impl ProtoError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtoError::TooLarge(_) => ErrorCode::TooLarge,
+            ProtoError::Malformed(_) => ErrorCode::Malformed,
+            ProtoError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+        }
+    }
+
+    /// The error frame that answers this error.
+    pub fn frame(&self) -> ServerFrame {
+        ServerFrame::Error {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// Parses one line (without its newline) as a frame of type `T`.
+pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T, ProtoError> {
+    if line.len() > MAX_FRAME_BYTES {
+        return Err(ProtoError::TooLarge(line.len()));
+    }
+    serde_json::from_str(line).map_err(|e| ProtoError::Malformed(e.to_string()))
+}
+
+/// One frame as a line, newline included.
+pub fn encode<T: Serialize>(frame: &T) -> String {
+    // Serializing these types cannot fail: no maps with non-string keys,
+    // no custom serializers.
+    let mut s = serde_json::to_string(frame).unwrap_or_else(|e| {
+        format!(r#"{{"type":"error","code":"internal","message":"encode: {e}"}}"#)
+    });
+    s.push('\n');
+    s
+}
+
+/// Checks a client's opening frame.
+pub fn check_hello(frame: &ClientFrame) -> Result<ClientRole, ProtoError> {
+    match frame {
+        ClientFrame::Hello { version, role } if *version == VERSION => Ok(*role),
+        ClientFrame::Hello { version, .. } => Err(ProtoError::UnsupportedVersion { got: *version }),
+        _ => Err(ProtoError::Malformed(
+            "the first frame must be hello".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_round_trips_with_defaults() {
+        let line = r#"{"type":"inbound","message_id":"m1","chat_id":"c1","sender_id":"s1","text":"hi","timestamp_ms":5}"#;
+        let f: ClientFrame = decode(line).unwrap();
+        let ClientFrame::Inbound(m) = &f else {
+            panic!("{f:?}")
+        };
+        assert!(!m.is_group && !m.mentions_me && !m.is_from_me && m.media.is_none());
+        assert_eq!(m.chat_id, ChatId("c1".into()));
+        let again: ClientFrame = decode(encode(&f).trim_end()).unwrap();
+        assert_eq!(again, f);
+    }
+
+    #[test]
+    fn unknown_types_fields_and_versions_are_refused() {
+        assert!(matches!(
+            decode::<ClientFrame>(r#"{"type":"launch_missiles"}"#),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<ClientFrame>(r#"{"type":"status","extra":1}"#),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<ClientFrame>("not json"),
+            Err(ProtoError::Malformed(_))
+        ));
+        let hello: ClientFrame =
+            decode(r#"{"type":"hello","version":99,"role":"bridge"}"#).unwrap();
+        assert_eq!(
+            check_hello(&hello),
+            Err(ProtoError::UnsupportedVersion { got: 99 })
+        );
+        let hello: ClientFrame = decode(r#"{"type":"hello","version":1,"role":"cli"}"#).unwrap();
+        assert_eq!(check_hello(&hello), Ok(ClientRole::Cli));
+        assert!(check_hello(&ClientFrame::Status {}).is_err());
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_parsing() {
+        let big = format!(
+            r#"{{"type":"notice","text":"{}"}}"#,
+            "x".repeat(MAX_FRAME_BYTES)
+        );
+        assert!(matches!(
+            decode::<ServerFrame>(&big),
+            Err(ProtoError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn server_frames_are_tagged_snake_case() {
+        let f = ServerFrame::Error {
+            code: ErrorCode::UnsupportedVersion,
+            message: "x".into(),
+        };
+        assert_eq!(
+            encode(&f),
+            "{\"type\":\"error\",\"code\":\"unsupported_version\",\"message\":\"x\"}\n"
+        );
+        let o = ServerFrame::Outbound(Outbound {
+            out_id: OutId(7),
+            chat_id: ChatId("c".into()),
+            text: "hi".into(),
+            reply_to: None,
+        });
+        assert_eq!(
+            encode(&o),
+            "{\"type\":\"outbound\",\"out_id\":7,\"chat_id\":\"c\",\"text\":\"hi\"}\n"
+        );
+    }
+}
