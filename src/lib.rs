@@ -5,8 +5,10 @@
 //! model files exist and puts them in place, and [`cli`] is the `hearth`
 //! command line on top of both.
 
+pub mod bridge;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod embed;
 pub mod index;
 pub mod key;
@@ -15,5 +17,6 @@ pub mod paths;
 pub mod process;
 pub mod proto;
 pub mod search;
+pub mod serve;
 pub mod sources;
 pub mod store;

@@ -34,6 +34,11 @@ impl Paths {
         }
     }
 
+    /// The daemon's Unix socket (mode 0600).
+    pub fn socket(&self) -> PathBuf {
+        self.data_dir.join("hearth.sock")
+    }
+
     /// The encrypted database.
     pub fn database(&self) -> PathBuf {
         self.data_dir.join("hearth.db")

@@ -5,7 +5,8 @@
 //! Unknown versions, unknown frame types, unknown fields and frames over
 //! [`MAX_FRAME_BYTES`] are rejected loudly with an `error` frame.
 //!
-//! This is the only module with serialized wire types. It must not do I/O.
+//! This is the only module with serialized wire types. It must not do I/O
+//! (its [`FrameCodec`] splits bytes already read into lines).
 
 use serde::{Deserialize, Serialize};
 
@@ -15,10 +16,17 @@ pub const VERSION: u32 = 1;
 /// The largest frame, newline excluded, either side accepts.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
-/// A chat (a WhatsApp JID, or `cli:owner` for the terminal).
+/// A chat (a WhatsApp JID, or `cli:…` for a terminal session).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ChatId(pub String);
+
+impl ChatId {
+    /// Terminal chats (`cli:…`) live on the box; the bridge never sees them.
+    pub fn is_local(id: &str) -> bool {
+        id.starts_with("cli:")
+    }
+}
 
 /// A message id, unique within its chat (the transport's id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -196,6 +204,59 @@ pub fn encode<T: Serialize>(frame: &T) -> String {
     s
 }
 
+/// Splits a byte stream into frame lines of at most [`MAX_FRAME_BYTES`].
+/// An oversized line is skipped up to its newline and reported as
+/// `Err(TooLarge)`, and reading goes on (a plain `LinesCodec` error would
+/// end the stream, and with it the connection).
+pub struct FrameCodec(tokio_util::codec::LinesCodec);
+
+impl FrameCodec {
+    pub fn new() -> Self {
+        Self(tokio_util::codec::LinesCodec::new_with_max_length(
+            MAX_FRAME_BYTES,
+        ))
+    }
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl tokio_util::codec::Decoder for FrameCodec {
+    type Item = Result<String, ProtoError>;
+    type Error = std::io::Error;
+
+    fn decode(
+        &mut self,
+        buf: &mut tokio_util::bytes::BytesMut,
+    ) -> Result<Option<Self::Item>, Self::Error> {
+        lift(self.0.decode(buf))
+    }
+
+    fn decode_eof(
+        &mut self,
+        buf: &mut tokio_util::bytes::BytesMut,
+    ) -> Result<Option<Self::Item>, Self::Error> {
+        lift(self.0.decode_eof(buf))
+    }
+}
+
+/// A line-length error becomes an item; I/O errors stay errors.
+fn lift(
+    r: Result<Option<String>, tokio_util::codec::LinesCodecError>,
+) -> Result<Option<Result<String, ProtoError>>, std::io::Error> {
+    use tokio_util::codec::LinesCodecError;
+    match r {
+        Ok(line) => Ok(line.map(Ok)),
+        Err(LinesCodecError::MaxLineLengthExceeded) => {
+            Ok(Some(Err(ProtoError::TooLarge(MAX_FRAME_BYTES + 1))))
+        }
+        Err(LinesCodecError::Io(e)) => Err(e),
+    }
+}
+
 /// Checks a client's opening frame.
 pub fn check_hello(frame: &ClientFrame) -> Result<ClientRole, ProtoError> {
     match frame {
@@ -259,6 +320,23 @@ mod tests {
             decode::<ServerFrame>(&big),
             Err(ProtoError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn codec_skips_an_oversized_line_and_goes_on() {
+        use tokio_util::codec::Decoder;
+        let mut c = FrameCodec::new();
+        let mut buf = tokio_util::bytes::BytesMut::new();
+        buf.extend_from_slice(&vec![b'x'; MAX_FRAME_BYTES + 10]);
+        buf.extend_from_slice(b"\n{\"type\":\"status\"}\n");
+        assert!(matches!(
+            c.decode(&mut buf).unwrap(),
+            Some(Err(ProtoError::TooLarge(_)))
+        ));
+        assert_eq!(
+            c.decode(&mut buf).unwrap(),
+            Some(Ok("{\"type\":\"status\"}".to_string()))
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod chat;
 mod index;
 mod models;
 mod search;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,6 +133,20 @@ pub enum Command {
     ///   printf 'q1\nq2\n' | hearth search --json -
     #[command(verbatim_doc_comment)]
     Search(search::SearchArgs),
+    /// Run the daemon: the model and the store behind a Unix socket
+    ///
+    /// The bridge and `hearth bridge --simulate` talk to it; every message
+    /// is stored before it is acknowledged and answered exactly once, even
+    /// across crashes. Needs no network. Stop with Ctrl-C or SIGTERM.
+    ///
+    /// Example:
+    ///   hearth serve &
+    ///   echo '{"message_id":"1","chat_id":"me","sender_id":"me","text":"Hi","timestamp_ms":0}' \
+    ///     | hearth bridge --simulate
+    #[command(verbatim_doc_comment)]
+    Serve(serve::ServeArgs),
+    /// Connect a transport to the daemon (for now: --simulate, stdin/stdout)
+    Bridge(serve::BridgeArgs),
 }
 
 /// Options shared by every command that runs a model.
@@ -168,7 +183,8 @@ pub fn init_process(cli: &Cli) {
         Command::Chat(a) => a.model.threads,
         Command::Ask(a) => a.model.threads,
         Command::Bench(a) => a.single_thread_count(),
-        Command::Models(_) | Command::Index(_) | Command::Search(_) => None,
+        Command::Serve(a) => a.model.threads,
+        Command::Models(_) | Command::Index(_) | Command::Search(_) | Command::Bridge(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -192,6 +208,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Models(c) => models::run(&g, c),
         Command::Index(a) => index::run(&g, a),
         Command::Search(a) => search::run(&g, a),
+        Command::Serve(a) => serve::serve(&g, a),
+        Command::Bridge(a) => serve::bridge(&g, a),
     }
 }
 

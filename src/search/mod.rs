@@ -138,27 +138,6 @@ fn distinctive(words: Vec<String>, total: u64, counts: &[u64]) -> Vec<String> {
         .collect()
 }
 
-/// `2026-11-25 14:03 UTC` for a time in milliseconds since the epoch
-/// (days to a civil date after Howard Hinnant's `civil_from_days`).
-fn utc_minute(ts_ms: i64) -> String {
-    let secs = ts_ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
 /// Search state loaded once and reused across queries.
 pub struct Searcher<'a> {
     store: &'a Store,
@@ -233,7 +212,7 @@ impl<'a> Searcher<'a> {
                 }
                 Source::Message { chat_id, ts_ms } => (
                     format!("chat:{chat_id}"),
-                    format!("chat:{chat_id} at {}", utc_minute(*ts_ms)),
+                    format!("chat:{chat_id} at {}", crate::clock::utc_minute(*ts_ms)),
                 ),
             };
             if seen.insert(key, ()).is_some() {
@@ -301,14 +280,6 @@ mod tests {
             distinctive(ws(), 100_000, &[40_000, 73_000, 5]),
             ["router", "zebra"]
         );
-    }
-
-    #[test]
-    fn message_times_in_utc() {
-        assert_eq!(utc_minute(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc_minute(1_764_079_380_000), "2025-11-25 14:03 UTC");
-        assert_eq!(utc_minute(951_782_400_000), "2000-02-29 00:00 UTC");
-        assert_eq!(utc_minute(-60_000), "1969-12-31 23:59 UTC");
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! `hearth serve` (the daemon) and `hearth bridge` (its transport side):
+//! argument definitions, the tokio runtime and signal handling. The work
+//! is in [`crate::serve`] and [`crate::bridge`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::{GlobalArgs, ModelArgs, Outcome, load_engine};
+use crate::store::{Create, Store};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The Unix socket to listen on [default: DATA_DIR/hearth.sock]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Most tokens per reply
+    #[arg(short = 'n', long, default_value_t = 256, value_name = "N")]
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    /// Replace WhatsApp with stdin/stdout: inbound messages as JSON lines
+    /// in ({"message_id","chat_id","sender_id","text","timestamp_ms"}),
+    /// replies as JSON lines out ({"out_id","chat_id","text","reply_to"})
+    #[arg(long)]
+    pub simulate: bool,
+    /// The daemon's socket [default: DATA_DIR/hearth.sock]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// After stdin ends, stop waiting for replies after this many seconds
+    /// without a frame from the daemon
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub idle: u64,
+}
+
+/// A runtime for the socket side; the model runs on its own thread.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+pub fn serve(g: &GlobalArgs, a: ServeArgs) -> anyhow::Result<Outcome> {
+    let paths = g.paths();
+    let socket = a.socket.unwrap_or_else(|| paths.socket());
+    let store = Store::open(&paths, Create::IfMissing)?;
+    let (name, engine) = load_engine(g, &a.model)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        cancel_on_signals(shutdown.clone())?;
+        eprintln!(
+            "hearth serve: model `{name}`, listening on {} (Ctrl-C stops)",
+            socket.display()
+        );
+        crate::serve::run(
+            store,
+            engine,
+            crate::serve::ServeOptions {
+                socket,
+                model_name: name,
+                max_reply_tokens: a.max_tokens,
+            },
+            shutdown,
+        )
+        .await
+    })?;
+    Ok(Outcome::Ok)
+}
+
+pub fn bridge(g: &GlobalArgs, a: BridgeArgs) -> anyhow::Result<Outcome> {
+    if !a.simulate {
+        anyhow::bail!(
+            "the WhatsApp bridge is not built yet; `hearth bridge --simulate` reads messages from stdin"
+        );
+    }
+    let socket = a.socket.unwrap_or_else(|| g.paths().socket());
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        cancel_on_signals(shutdown.clone())?;
+        let opts = crate::bridge::simulate::SimulateOptions {
+            socket,
+            idle: Duration::from_secs(a.idle),
+        };
+        anyhow::Ok(crate::bridge::simulate::run(opts, shutdown).await?)
+    })?;
+    eprintln!(
+        "bridge: {} sent, {} replies, {} reconnects, {} unanswered",
+        report.sent, report.replies, report.reconnects, report.unanswered
+    );
+    Ok(if report.unanswered == 0 {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
+}

@@ -1,0 +1,182 @@
+//! The agent thread: takes the next queued message (FIFO within a chat,
+//! chats served in turn), builds the prompt from the chat's stored history,
+//! generates the reply on this thread (never on the async runtime), and
+//! records it in the store before anyone is told about it. One generation
+//! at a time; a shutdown abandons the generation in progress, leaving its
+//! message queued for the next start.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Event, Shared};
+use crate::llm::{Engine, Message, Role, Sampler, SamplerConfig};
+use crate::store::{Pending, Turn};
+
+/// Stored turns of a chat put into its prompt (fewer when over budget).
+const HISTORY_TURNS: usize = 12;
+
+/// How long the agent sleeps when the queue is empty, at most (it is woken
+/// on every new message; this only bounds a missed wake-up).
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// The system prompt for a chat on the day it is answered.
+fn system_prompt(now_ms: i64) -> String {
+    let date = crate::clock::utc_minute(now_ms);
+    format!(
+        "You are Hearth, a helpful assistant that runs offline on its owner's home computer. \
+         It is {date}. Answer briefly and truthfully; say so when you do not know."
+    )
+}
+
+/// The loop; returns when `shutdown` is cancelled.
+pub fn run(
+    engine: Engine,
+    shared: &Shared,
+    wake: &Receiver<()>,
+    shutdown: &CancellationToken,
+    max_tokens: usize,
+) {
+    // Chat → when it was last served (a counter): the chat served longest
+    // ago goes next, so a busy chat cannot starve the others.
+    let mut served: HashMap<String, u64> = HashMap::new();
+    let mut tick = 0u64;
+    // The CLI chat's default temperature.
+    let mut sampler = Sampler::new(SamplerConfig {
+        temperature: 0.2,
+        ..SamplerConfig::default()
+    });
+    while !shutdown.is_cancelled() {
+        let heads = match shared.store().pending_heads() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the queue failed");
+                std::thread::sleep(IDLE_POLL);
+                continue;
+            }
+        };
+        let Some(next) = heads
+            .into_iter()
+            .min_by_key(|p| (served.get(&p.chat_id).copied().unwrap_or(0), p.row))
+        else {
+            let _ = wake.recv_timeout(IDLE_POLL);
+            continue;
+        };
+        tick += 1;
+        served.insert(next.chat_id.clone(), tick);
+        let _ = shared.events.send(Event::Typing {
+            chat_id: next.chat_id.clone(),
+            on: true,
+        });
+        let answer = answer(&engine, shared, &next, &mut sampler, shutdown, max_tokens);
+        let _ = shared.events.send(Event::Typing {
+            chat_id: next.chat_id.clone(),
+            on: false,
+        });
+        let Some(text) = answer else {
+            // Shut down mid-generation: the message stays queued.
+            break;
+        };
+        match shared.store().record_reply(&next, &text) {
+            Ok(reply) => {
+                tracing::debug!(out_id = reply.out_id, "reply recorded");
+                let _ = shared.events.send(Event::Reply(reply));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recording a reply failed");
+                std::thread::sleep(IDLE_POLL);
+            }
+        }
+    }
+    tracing::info!("agent stopped");
+}
+
+/// The reply text, or `None` when shutdown interrupted the generation.
+/// A message the model cannot take (too long for the context) gets a
+/// short explanation instead, so it is not retried forever.
+fn answer(
+    engine: &Engine,
+    shared: &Shared,
+    msg: &Pending,
+    sampler: &mut Sampler,
+    shutdown: &CancellationToken,
+    max_tokens: usize,
+) -> Option<String> {
+    let history = shared
+        .store()
+        .history(&msg.chat_id, HISTORY_TURNS)
+        .unwrap_or_default();
+    let ctx = engine.model().n_ctx();
+    let budget = max_tokens.min(ctx / 2);
+    let mut skip = 0;
+    let prompt = loop {
+        let messages = messages(engine, &history[skip..], &msg.text);
+        let tokens = engine
+            .render_chat(&messages, true)
+            .map(|r| engine.tokenize_chat(&r));
+        match tokens {
+            Ok(t) if t.len() + budget <= ctx => break t,
+            Ok(_) if skip < history.len() => skip += 2.min(history.len() - skip),
+            Ok(_) => return Some("Sorry, that message is too long for me to read.".into()),
+            Err(e) => {
+                tracing::error!(error = %e, "rendering the prompt failed");
+                return Some("Sorry, something went wrong on my side.".into());
+            }
+        }
+    };
+    let mut conv = match engine.new_conversation() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no conversation");
+            return Some("Sorry, something went wrong on my side.".into());
+        }
+    };
+    let mut interrupted = false;
+    let result = engine.generate(
+        &mut conv,
+        &prompt,
+        budget.min(ctx - prompt.len()),
+        sampler,
+        &mut |_| {
+            if shutdown.is_cancelled() {
+                interrupted = true;
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    );
+    if interrupted {
+        return None;
+    }
+    match result {
+        Ok(g) if !g.text.trim().is_empty() => Some(g.text.trim().to_string()),
+        Ok(_) => Some("…".into()),
+        Err(e) => {
+            tracing::error!(error = %e, "generation failed");
+            Some("Sorry, something went wrong on my side.".into())
+        }
+    }
+}
+
+/// System prompt, stored turns, then the new message; every stored text is
+/// neutralised so no message can open a new turn of its own.
+fn messages(engine: &Engine, history: &[Turn], text: &str) -> Vec<Message> {
+    let mut m = vec![Message::new(
+        Role::System,
+        system_prompt(crate::clock::now_ms()),
+    )];
+    for t in history {
+        let role = if t.outgoing {
+            Role::Assistant
+        } else {
+            Role::User
+        };
+        m.push(Message::new(role, engine.neutralize(&t.text)));
+    }
+    m.push(Message::new(Role::User, engine.neutralize(text)));
+    m
+}

@@ -1,0 +1,342 @@
+//! `hearth serve`: the daemon that owns the model and the store. It listens
+//! on a Unix socket (mode 0600) and speaks [`crate::proto`] to the bridge
+//! and CLI clients; an inbound message is committed to the store before it
+//! is acknowledged, and the [`agent`] thread answers the queue. Shutdown is
+//! a cancellation token (SIGTERM/SIGINT in the CLI): connections close,
+//! a generation in progress is abandoned (its message stays queued), and
+//! nothing accepted is lost.
+//!
+//! Opens no network socket of any kind; must not hold SQL (the store does)
+//! or model code (the agent drives the engine).
+
+pub mod agent;
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::{
+    self, ChatId, ClientFrame, ClientRole, ErrorCode, MessageId, OutId, Outbound, ServerFrame,
+    StatusReport,
+};
+use crate::store::{NewMessage, Reply, Store, StoreError};
+
+/// What the agent tells connected clients.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Reply(Reply),
+    Typing { chat_id: String, on: bool },
+}
+
+/// State shared by the connections and the agent.
+pub struct Shared {
+    store: Mutex<Store>,
+    events: broadcast::Sender<Event>,
+    wake: Mutex<std::sync::mpsc::Sender<()>>,
+    started: Instant,
+    model: String,
+    bridges: AtomicUsize,
+}
+
+impl Shared {
+    /// The store, for one short operation. A poisoned lock (a panic while
+    /// holding it) still holds a consistent store: every write is a
+    /// transaction.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake_agent(&self) {
+        let _ = self.wake.lock().map(|w| w.send(()));
+    }
+
+    fn status(&self) -> Result<StatusReport, StoreError> {
+        let store = self.store();
+        Ok(StatusReport {
+            model: self.model.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            queue_depth: store.queue_depth()?,
+            unsent_replies: store.unsent_replies()?.len() as u64,
+            bridge_connected: self.bridges.load(Ordering::Relaxed) > 0,
+            paused: false,
+        })
+    }
+}
+
+/// Where and how to serve.
+pub struct ServeOptions {
+    pub socket: PathBuf,
+    pub model_name: String,
+    /// Most tokens per reply.
+    pub max_reply_tokens: usize,
+}
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run(
+    store: Store,
+    engine: crate::llm::Engine,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = bind(&opts.socket)?;
+    let (events, _) = broadcast::channel(256);
+    let (wake_tx, wake_rx) = std::sync::mpsc::channel();
+    let shared = Arc::new(Shared {
+        store: Mutex::new(store),
+        events,
+        wake: Mutex::new(wake_tx),
+        started: Instant::now(),
+        model: opts.model_name.clone(),
+        bridges: AtomicUsize::new(0),
+    });
+    let agent = {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let max = opts.max_reply_tokens;
+        std::thread::Builder::new()
+            .name("hearth-agent".into())
+            .spawn(move || agent::run(engine, &shared, &wake_rx, &shutdown, max))
+            .context("starting the agent thread")?
+    };
+    tracing::info!(socket = %opts.socket.display(), "serving");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let shared = shared.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = connection(stream, shared, shutdown).await {
+                            tracing::debug!(error = %e, "connection ended");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+        }
+    }
+    tracing::info!("shutting down");
+    shared.wake_agent();
+    let _ = tokio::task::spawn_blocking(move || agent.join()).await;
+    let _ = std::fs::remove_file(&opts.socket);
+    Ok(())
+}
+
+/// Binds the socket with mode 0600, replacing a stale socket file (one no
+/// daemon answers on) but never a live one.
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another hearth serve is already listening on {}",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn send(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    frame: &ServerFrame,
+) -> std::io::Result<()> {
+    w.write_all(proto::encode(frame).as_bytes()).await
+}
+
+fn outbound(r: &Reply) -> ServerFrame {
+    ServerFrame::Outbound(Outbound {
+        out_id: OutId(r.out_id),
+        chat_id: ChatId(r.chat_id.clone()),
+        text: r.text.clone(),
+        reply_to: r.reply_to.clone().map(MessageId),
+    })
+}
+
+/// One client: `hello`, then frames both ways until either side closes.
+async fn connection(
+    stream: UnixStream,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = FramedRead::new(r, proto::FrameCodec::new());
+    let role = loop {
+        let Some(line) = lines.next().await else {
+            return Ok(());
+        };
+        let hello = line?
+            .and_then(|l| proto::decode::<ClientFrame>(&l))
+            .and_then(|f| proto::check_hello(&f));
+        match hello {
+            Ok(role) => break role,
+            // A wrong version ends the conversation; anything else may be
+            // followed by a proper hello.
+            Err(e @ proto::ProtoError::UnsupportedVersion { .. }) => {
+                send(&mut w, &e.frame()).await?;
+                return Ok(());
+            }
+            Err(e) => send(&mut w, &e.frame()).await?,
+        }
+    };
+    send(
+        &mut w,
+        &ServerFrame::Welcome {
+            version: proto::VERSION,
+        },
+    )
+    .await?;
+    let mut events = shared.events.subscribe();
+    let _bridge = (role == ClientRole::Bridge).then(|| BridgeGuard::new(&shared));
+    if role == ClientRole::Bridge {
+        resend_unsent(&shared, &mut w).await?;
+    }
+    // Chats this client wrote in: a CLI client hears only those.
+    let mut my_chats: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            line = lines.next() => {
+                let frame = match line {
+                    None => return Ok(()),
+                    Some(l) => l?.and_then(|l| proto::decode::<ClientFrame>(&l)),
+                };
+                match frame {
+                    Ok(f) => {
+                        if let ClientFrame::Inbound(m) = &f {
+                            my_chats.insert(m.chat_id.0.clone());
+                        }
+                        for reply in handle(&shared, f).await? {
+                            send(&mut w, &reply).await?;
+                        }
+                    }
+                    Err(e) => send(&mut w, &e.frame()).await?,
+                }
+            }
+            event = events.recv() => match event {
+                Ok(Event::Reply(r)) if hears(role, &my_chats, &r.chat_id) => {
+                    send(&mut w, &outbound(&r)).await?;
+                }
+                Ok(Event::Typing { chat_id, on }) if hears(role, &my_chats, &chat_id) => {
+                    send(&mut w, &ServerFrame::Typing { chat_id: ChatId(chat_id), on }).await?;
+                }
+                Ok(_) => {}
+                // Missed events: the outbox still has every unsent reply.
+                Err(broadcast::error::RecvError::Lagged(_)) if role == ClientRole::Bridge => {
+                    resend_unsent(&shared, &mut w).await?;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+        }
+    }
+}
+
+/// Whether a client hears about `chat_id`: the bridge every transport
+/// chat, a CLI client the chats it wrote in.
+fn hears(role: ClientRole, my_chats: &HashSet<String>, chat_id: &str) -> bool {
+    match role {
+        ClientRole::Bridge => !ChatId::is_local(chat_id),
+        ClientRole::Cli => my_chats.contains(chat_id),
+    }
+}
+
+/// Every reply not yet confirmed, for a bridge that (re)connected or
+/// missed events. The bridge drops ids it has already delivered.
+async fn resend_unsent(
+    shared: &Arc<Shared>,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+) -> anyhow::Result<()> {
+    let unsent = shared.store().unsent_replies()?;
+    for r in unsent.iter().filter(|r| !ChatId::is_local(&r.chat_id)) {
+        send(w, &outbound(r)).await?;
+    }
+    Ok(())
+}
+
+/// Counts connected bridges for `/status`.
+struct BridgeGuard(Arc<Shared>);
+
+impl BridgeGuard {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.bridges.fetch_add(1, Ordering::Relaxed);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        self.0.bridges.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The daemon's answer to one frame after `hello`.
+async fn handle(shared: &Arc<Shared>, frame: ClientFrame) -> anyhow::Result<Vec<ServerFrame>> {
+    let error = |code, message: &str| ServerFrame::Error {
+        code,
+        message: message.to_string(),
+    };
+    Ok(match frame {
+        ClientFrame::Hello { .. } => vec![error(ErrorCode::OutOfOrder, "hello was already said")],
+        ClientFrame::Inbound(m) => {
+            let s = shared.clone();
+            let (chat_id, message_id) = (m.chat_id.clone(), m.message_id.clone());
+            // SQLite commits (fsync) off the async threads.
+            let stored = tokio::task::spawn_blocking(move || {
+                s.store().enqueue_inbound(&NewMessage {
+                    chat_id: &m.chat_id.0,
+                    msg_id: &m.message_id.0,
+                    sender: &m.sender_id.0,
+                    outgoing: false,
+                    text: &m.text,
+                    ts_ms: m.timestamp_ms,
+                })
+            })
+            .await?;
+            match stored {
+                Ok(new) => {
+                    if new {
+                        shared.wake_agent();
+                    }
+                    vec![ServerFrame::Ack {
+                        chat_id,
+                        message_id,
+                    }]
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "storing an inbound message failed");
+                    vec![error(
+                        ErrorCode::Internal,
+                        "could not store the message; re-send it",
+                    )]
+                }
+            }
+        }
+        ClientFrame::Sent { out_id } => {
+            let s = shared.clone();
+            tokio::task::spawn_blocking(move || s.store().mark_sent(out_id.0)).await??;
+            Vec::new()
+        }
+        ClientFrame::Status {} => vec![ServerFrame::Status(shared.status()?)],
+    })
+}

@@ -1,0 +1,272 @@
+//! `hearth serve` through the path a WhatsApp message takes: the real
+//! daemon on the real model, driven by `hearth bridge --simulate` or by a
+//! raw socket client. Covers exactly-once replies across `kill -9`s,
+//! per-chat order, and error frames that leave the daemon running.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::{hearth_with_store, require_model};
+
+fn socket(dir: &Path) -> PathBuf {
+    dir.join("data/hearth.sock")
+}
+
+/// Starts the daemon (short replies) and waits until its socket answers.
+fn start_serve(dir: &Path) -> Child {
+    require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut c = hearth_with_store(dir, "key", &["serve", "-n", "12", "-t", "1"]);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = c.spawn().unwrap();
+    let start = Instant::now();
+    while UnixStream::connect(socket(dir)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "serve never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn bridge(dir: &Path) -> Command {
+    let mut c = hearth_with_store(dir, "key", &["bridge", "--simulate", "--idle", "60"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn inbound(chat: &str, id: usize) -> String {
+    format!(
+        "{{\"message_id\":\"{id}\",\"chat_id\":\"{chat}\",\"sender_id\":\"{chat}\",\"text\":\"Say the number {id}.\",\"timestamp_ms\":{id}}}\n"
+    )
+}
+
+/// (chat, reply_to) of every reply line the bridge printed.
+fn replies(stdout: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["chat_id"].as_str().unwrap().to_string(),
+                v["reply_to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_message_gets_one_reply_in_chat_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = start_serve(dir.path());
+    let mut b = bridge(dir.path()).spawn().unwrap();
+    let mut input = String::new();
+    for id in 0..9 {
+        input.push_str(&inbound(["a", "b", "c"][id % 3], id));
+    }
+    b.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = b.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = replies(&out.stdout);
+    assert_eq!(got.len(), 9, "{got:?}");
+    for chat in ["a", "b", "c"] {
+        let ids: Vec<usize> = got
+            .iter()
+            .filter(|(c, _)| c == chat)
+            .map(|(_, id)| id.parse().unwrap())
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "chat {chat} answered out of order");
+        assert_eq!(ids.len(), 3);
+    }
+    // Chats interleave: the first three replies are for three chats.
+    let first: std::collections::HashSet<&str> = got[..3].iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(first.len(), 3, "{got:?}");
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}
+
+fn frame(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>, line: &str) -> Value {
+    stream.write_all(line.as_bytes()).unwrap();
+    stream.write_all(b"\n").unwrap();
+    let mut reply = String::new();
+    reader.read_line(&mut reply).unwrap();
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply:?}"))
+}
+
+#[test]
+fn bad_frames_get_error_frames_and_the_daemon_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = start_serve(dir.path());
+    let connect = || {
+        let s = UnixStream::connect(socket(dir.path())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let r = BufReader::new(s.try_clone().unwrap());
+        (s, r)
+    };
+    // Wrong version: an error frame, then the daemon hangs up.
+    let (mut s, mut r) = connect();
+    let v = frame(
+        &mut s,
+        &mut r,
+        r#"{"type":"hello","version":99,"role":"bridge"}"#,
+    );
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["code"], "unsupported_version");
+
+    const HELLO: &str = r#"{"type":"hello","version":1,"role":"cli"}"#;
+    let (mut s, mut r) = connect();
+    let v = frame(&mut s, &mut r, "this is not json");
+    assert_eq!(v["code"], "malformed");
+    let v = frame(&mut s, &mut r, HELLO);
+    assert_eq!(v["type"], "welcome");
+    let v = frame(&mut s, &mut r, &"x".repeat(70 * 1024));
+    assert_eq!(v["code"], "too_large");
+    let v = frame(&mut s, &mut r, r#"{"type":"format_disk"}"#);
+    assert_eq!(v["code"], "malformed");
+    let v = frame(&mut s, &mut r, HELLO);
+    assert_eq!(v["code"], "out_of_order");
+    // Still alive and answering on the same connection and a new one.
+    let v = frame(&mut s, &mut r, r#"{"type":"status"}"#);
+    assert_eq!(v["type"], "status");
+    assert_eq!(v["model"], "smollm2");
+    let (mut s, mut r) = connect();
+    frame(&mut s, &mut r, HELLO);
+    let v = frame(&mut s, &mut r, r#"{"type":"status"}"#);
+    assert_eq!(v["queue_depth"], 0);
+    assert!(serve.try_wait().unwrap().is_none(), "daemon exited");
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = start_serve(dir.path());
+    let mut b = bridge(dir.path()).spawn().unwrap();
+    let mut stdin = b.stdin.take().unwrap();
+    // The bridge reads stdout lines in its own thread so it never blocks.
+    let stdout = b.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map(|l| l.unwrap())
+            .collect::<Vec<_>>()
+    });
+    let chats = ["a", "b", "c", "d", "e"];
+    let total = 50;
+    let mut x = 0x2545_f491_u64;
+    let mut rnd = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut kills = 0;
+    for id in 0..total {
+        stdin
+            .write_all(inbound(chats[id % chats.len()], id).as_bytes())
+            .unwrap();
+        // Every 4th message or so, kill the daemon at a random moment.
+        if id % 4 == 3 {
+            std::thread::sleep(Duration::from_millis(rnd(900)));
+            serve.kill().unwrap();
+            serve.wait().unwrap();
+            kills += 1;
+            serve = start_serve(dir.path());
+        }
+    }
+    drop(stdin);
+    let out = b.wait_with_output().unwrap();
+    let printed = lines.join().unwrap().join("\n");
+    assert!(kills >= 10);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = replies(printed.as_bytes());
+    let mut ids: Vec<usize> = got.iter().map(|(_, id)| id.parse().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..total).collect::<Vec<_>>(), "one reply per message");
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+
+    // The store agrees: every chat alternates message, reply.
+    let paths = hearth::paths::Paths {
+        data_dir: dir.path().join("data"),
+        key_file: dir.path().join("key"),
+    };
+    let store = hearth::store::Store::open(&paths, hearth::store::Create::Never).unwrap();
+    assert_eq!(store.queue_depth().unwrap(), 0);
+    for chat in chats {
+        let h = store.history(chat, 1000).unwrap();
+        assert_eq!(h.len(), 2 * total / chats.len(), "chat {chat}");
+        for (i, t) in h.iter().enumerate() {
+            assert_eq!(t.outgoing, i % 2 == 1, "chat {chat} turn {i}");
+        }
+    }
+    assert!(store.integrity_check().unwrap().is_empty());
+}
+
+/// Inodes of the sockets process `pid` holds.
+fn socket_inodes(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|t| {
+            let t = t.to_string_lossy().into_owned();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect()
+}
+
+/// Socket inodes in one of `/proc/PID/net/*` (inode is the 10th column in
+/// tcp/udp/raw tables, the 7th in unix).
+fn table_inodes(pid: u32, table: &str, column: usize) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(column).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn serve_holds_no_network_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = start_serve(dir.path());
+    // A client connected, so the daemon holds its listener and a connection.
+    let _client = UnixStream::connect(socket(dir.path())).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = serve.id();
+    let held = socket_inodes(pid);
+    assert!(held.len() >= 2, "listener and connection: {held:?}");
+    for table in [
+        "tcp", "tcp6", "udp", "udp6", "raw", "raw6", "udplite", "udplite6",
+    ] {
+        let net = table_inodes(pid, table, 9);
+        let shared: Vec<&String> = held.iter().filter(|i| net.contains(i)).collect();
+        assert!(shared.is_empty(), "serve holds {table} sockets {shared:?}");
+    }
+    let unix = table_inodes(pid, "unix", 6);
+    assert!(
+        held.iter().all(|i| unix.contains(i)),
+        "every socket serve holds is a Unix socket: {held:?}"
+    );
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}
