@@ -4,8 +4,14 @@
 //! records it in the store before anyone is told about it. One generation
 //! at a time; a shutdown abandons the generation in progress, leaving its
 //! message queued for the next start.
+//!
+//! The KV caches of recently active chats are kept (a snapshot of the used
+//! part, within [`CACHE_BYTES`], least recently used dropped first), so a
+//! chat's next turn
+//! prefills only what is new: the prompt is rendered the same way every
+//! turn and the engine reuses the longest cached prefix.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
@@ -13,7 +19,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Event, Shared};
-use crate::llm::{Engine, Message, Role, Sampler, SamplerConfig};
+use crate::llm::kv::KvSnapshot;
+use crate::llm::{Conversation, Engine, Message, Role, Sampler, SamplerConfig, TokenId};
 use crate::store::{Pending, Turn};
 
 /// Stored turns of a chat put into its prompt (fewer when over budget).
@@ -23,12 +30,19 @@ const HISTORY_TURNS: usize = 12;
 /// on every new message; this only bounds a missed wake-up).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-/// The system prompt for a chat on the day it is answered.
+/// Memory for the KV caches kept between turns (least recently used chats
+/// dropped first). 128 MiB holds ~5,500 tokens of SmolLM2 history, e.g.
+/// 20 chats of ~10 exchanges.
+const CACHE_BYTES: usize = 128 << 20;
+
+/// The system prompt for a chat on the day it is answered (the date only:
+/// the prompt must stay the same all day for the cached prefix to hold).
 fn system_prompt(now_ms: i64) -> String {
     let date = crate::clock::utc_minute(now_ms);
+    let date = date.split(' ').next().unwrap_or(&date);
     format!(
         "You are Hearth, a helpful assistant that runs offline on its owner's home computer. \
-         It is {date}. Answer briefly and truthfully; say so when you do not know."
+         Today is {date}. Answer briefly and truthfully; say so when you do not know."
     )
 }
 
@@ -49,6 +63,14 @@ pub fn run(
         temperature: 0.2,
         ..SamplerConfig::default()
     });
+    let mut conv = match engine.new_conversation() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the agent cannot allocate a conversation");
+            return;
+        }
+    };
+    let mut cache = ChatCache::default();
     while !shutdown.is_cancelled() {
         let heads = match shared.store().pending_heads() {
             Ok(h) => h,
@@ -71,7 +93,17 @@ pub fn run(
             chat_id: next.chat_id.clone(),
             on: true,
         });
-        let answer = answer(&engine, shared, &next, &mut sampler, shutdown, max_tokens);
+        cache.load(&next.chat_id, &mut conv);
+        let answer = answer(
+            &engine,
+            shared,
+            &next,
+            &mut conv,
+            &mut sampler,
+            shutdown,
+            max_tokens,
+        );
+        cache.save(&next.chat_id, &conv);
         let _ = shared.events.send(Event::Typing {
             chat_id: next.chat_id.clone(),
             on: false,
@@ -101,6 +133,7 @@ fn answer(
     engine: &Engine,
     shared: &Shared,
     msg: &Pending,
+    conv: &mut Conversation,
     sampler: &mut Sampler,
     shutdown: &CancellationToken,
     max_tokens: usize,
@@ -127,16 +160,9 @@ fn answer(
             }
         }
     };
-    let mut conv = match engine.new_conversation() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no conversation");
-            return Some("Sorry, something went wrong on my side.".into());
-        }
-    };
     let mut interrupted = false;
     let result = engine.generate(
-        &mut conv,
+        conv,
         &prompt,
         budget.min(ctx - prompt.len()),
         sampler,
@@ -151,6 +177,16 @@ fn answer(
     );
     if interrupted {
         return None;
+    }
+    if let Ok(g) = &result {
+        tracing::info!(
+            prompt_tokens = g.prompt_tokens,
+            prefilled_tokens = g.prefilled_tokens,
+            prefill_ms = g.prefill_time.as_secs_f64() * 1000.0,
+            generated_tokens = g.token_ids.len(),
+            decode_ms = g.decode_time.as_secs_f64() * 1000.0,
+            "reply generated"
+        );
     }
     match result {
         Ok(g) if !g.text.trim().is_empty() => Some(g.text.trim().to_string()),
@@ -179,4 +215,39 @@ fn messages(engine: &Engine, history: &[Turn], text: &str) -> Vec<Message> {
     }
     m.push(Message::new(Role::User, engine.neutralize(text)));
     m
+}
+
+/// The KV caches of the most recently answered chats.
+#[derive(Default)]
+struct ChatCache {
+    /// Most recent last.
+    chats: VecDeque<(String, (KvSnapshot, Vec<TokenId>))>,
+}
+
+impl ChatCache {
+    /// Puts `chat`'s cache into `conv`, or empties `conv` for a chat not
+    /// cached.
+    fn load(&mut self, chat: &str, conv: &mut Conversation) {
+        let restored = self
+            .chats
+            .iter()
+            .find(|(c, _)| c == chat)
+            .is_some_and(|(_, snap)| conv.restore(snap).is_ok());
+        if !restored {
+            conv.clear();
+        }
+    }
+
+    /// Keeps `conv` as `chat`'s cache, dropping the least recently used
+    /// chats while the total is over [`CACHE_BYTES`].
+    fn save(&mut self, chat: &str, conv: &Conversation) {
+        self.chats.retain(|(c, _)| c != chat);
+        self.chats.push_back((chat.to_string(), conv.snapshot()));
+        let size = |c: &VecDeque<(String, (KvSnapshot, Vec<TokenId>))>| -> usize {
+            c.iter().map(|(_, (s, _))| s.size_in_bytes()).sum()
+        };
+        while self.chats.len() > 1 && size(&self.chats) > CACHE_BYTES {
+            self.chats.pop_front();
+        }
+    }
 }
