@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod command;
 pub mod embed;
 pub mod index;
 pub mod key;

@@ -270,3 +270,75 @@ fn serve_holds_no_network_socket() {
     serve.kill().unwrap();
     serve.wait().unwrap();
 }
+
+/// Reads frames until one of type `ty`, returning it.
+fn next_of(reader: &mut BufReader<UnixStream>, ty: &str) -> Value {
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "connection closed while waiting for {ty}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["type"] == ty {
+            return v;
+        }
+    }
+}
+
+fn say(s: &mut UnixStream, chat: &str, id: &str, text: &str) {
+    let m = serde_json::json!({
+        "type": "inbound", "message_id": id, "chat_id": chat, "sender_id": chat,
+        "text": text, "timestamp_ms": 0
+    });
+    s.write_all(format!("{m}\n").as_bytes()).unwrap();
+}
+
+#[test]
+fn owner_commands_are_parsed_before_the_model_and_only_for_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = start_serve(dir.path());
+    let open = |role: &str| {
+        let mut s = UnixStream::connect(socket(dir.path())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let hello = format!(r#"{{"type":"hello","version":1,"role":"{role}"}}"#);
+        assert_eq!(frame(&mut s, &mut r, &hello)["type"], "welcome");
+        (s, r)
+    };
+    let (mut cli, mut cli_r) = open("cli");
+    say(&mut cli, "cli:owner", "1", "/help");
+    assert!(
+        next_of(&mut cli_r, "outbound")["text"]
+            .as_str()
+            .unwrap()
+            .contains("/status")
+    );
+    say(&mut cli, "cli:owner", "2", "/status");
+    let status = next_of(&mut cli_r, "outbound")["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(status.starts_with("Model smollm2"), "{status}");
+    say(&mut cli, "cli:owner", "3", "/frobnicate now");
+    assert!(
+        next_of(&mut cli_r, "outbound")["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unknown command /frobnicate")
+    );
+    // A terminal client cannot write as a WhatsApp chat.
+    say(&mut cli, "123@s.whatsapp.net", "4", "/help");
+    assert_eq!(next_of(&mut cli_r, "error")["code"], "forbidden");
+
+    // A transport sender's "/help" is text for the model, not a command,
+    // and the transport cannot pose as the owner's terminal chat.
+    let (mut bridge, mut bridge_r) = open("bridge");
+    say(&mut bridge, "cli:owner", "5", "/status");
+    assert_eq!(next_of(&mut bridge_r, "error")["code"], "forbidden");
+    say(&mut bridge, "123@s.whatsapp.net", "6", "/help");
+    let reply = next_of(&mut bridge_r, "outbound");
+    assert_eq!(reply["reply_to"], "6");
+    assert_ne!(reply["text"], hearth::command::HELP);
+    assert!(!reply["text"].as_str().unwrap().contains("/status: model"));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Event, Shared};
+use crate::command::{self, Command};
 use crate::llm::kv::KvSnapshot;
 use crate::llm::{Conversation, Engine, Message, Role, Sampler, SamplerConfig, TokenId};
 use crate::store::{Pending, Turn};
@@ -93,6 +94,16 @@ pub fn run(
             chat_id: next.chat_id.clone(),
             on: true,
         });
+        if let Some(cmd) = owner_command(&next) {
+            let text = run_command(shared, &next, &cmd);
+            match shared.store().record_reply(&next, &text) {
+                Ok(reply) => {
+                    let _ = shared.events.send(Event::Reply(reply));
+                }
+                Err(e) => tracing::error!(error = %e, "recording a command reply failed"),
+            }
+            continue;
+        }
         cache.load(&next.chat_id, &mut conv);
         let answer = answer(
             &engine,
@@ -124,6 +135,45 @@ pub fn run(
         }
     }
     tracing::info!("agent stopped");
+}
+
+/// The command in `msg`, when its chat is the owner's. Only terminal
+/// chats are the owner's until the configured owner numbers arrive
+/// (sender policy); anyone else's `/…` is plain text.
+fn owner_command(msg: &Pending) -> Option<Command> {
+    if !crate::proto::ChatId::is_local(&msg.chat_id) {
+        return None;
+    }
+    command::parse(&msg.text)
+}
+
+/// Carries out an owner command; returns the reply.
+fn run_command(shared: &Shared, msg: &Pending, cmd: &Command) -> String {
+    tracing::info!(command = cmd.name(), "owner command");
+    match cmd {
+        Command::Help => command::HELP.to_string(),
+        Command::Status => match shared.status() {
+            Ok(s) => format!(
+                "Model {}, up {} s, {} message(s) waiting, {} reply(ies) unsent, bridge {}.",
+                s.model,
+                s.uptime_s,
+                // This command itself is still counted as waiting.
+                s.queue_depth.saturating_sub(1),
+                s.unsent_replies,
+                if s.bridge_connected {
+                    "connected"
+                } else {
+                    "not connected"
+                }
+            ),
+            Err(e) => format!("Status unavailable: {e}"),
+        },
+        Command::New => match shared.store().restart_chat(&msg.chat_id, msg.row) {
+            Ok(()) => "Fresh conversation started.".to_string(),
+            Err(e) => format!("Could not start afresh: {e}"),
+        },
+        Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
+    }
 }
 
 /// The reply text, or `None` when shutdown interrupted the generation.

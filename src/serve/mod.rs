@@ -61,7 +61,7 @@ impl Shared {
         let _ = self.wake.lock().map(|w| w.send(()));
     }
 
-    fn status(&self) -> Result<StatusReport, StoreError> {
+    pub fn status(&self) -> Result<StatusReport, StoreError> {
         let store = self.store();
         Ok(StatusReport {
             model: self.model.clone(),
@@ -226,7 +226,7 @@ async fn connection(
                         if let ClientFrame::Inbound(m) = &f {
                             my_chats.insert(m.chat_id.0.clone());
                         }
-                        for reply in handle(&shared, f).await? {
+                        for reply in handle(&shared, role, f).await? {
                             send(&mut w, &reply).await?;
                         }
                     }
@@ -291,13 +291,25 @@ impl Drop for BridgeGuard {
 }
 
 /// The daemon's answer to one frame after `hello`.
-async fn handle(shared: &Arc<Shared>, frame: ClientFrame) -> anyhow::Result<Vec<ServerFrame>> {
+async fn handle(
+    shared: &Arc<Shared>,
+    role: ClientRole,
+    frame: ClientFrame,
+) -> anyhow::Result<Vec<ServerFrame>> {
     let error = |code, message: &str| ServerFrame::Error {
         code,
         message: message.to_string(),
     };
     Ok(match frame {
         ClientFrame::Hello { .. } => vec![error(ErrorCode::OutOfOrder, "hello was already said")],
+        // Terminal chats are the owner's: only a CLI client may write in
+        // them, and a CLI client writes nowhere else.
+        ClientFrame::Inbound(m) if ChatId::is_local(&m.chat_id.0) != (role == ClientRole::Cli) => {
+            vec![error(
+                ErrorCode::Forbidden,
+                "cli: chats are for terminal clients only, and terminal clients only write in them",
+            )]
+        }
         ClientFrame::Inbound(m) => {
             let s = shared.clone();
             let (chat_id, message_id) = (m.chat_id.clone(), m.message_id.clone());

@@ -156,6 +156,18 @@ impl Store {
         Ok(rows)
     }
 
+    /// Starts `chat` afresh: its history begins after message row `after`
+    /// (the `/new` command; it and its reply are left out too).
+    pub fn restart_chat(&mut self, chat: &str, after: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO chat_starts (chat_id, after) VALUES (?1, ?2)
+                 ON CONFLICT (chat_id) DO UPDATE SET after = excluded.after",
+            )?
+            .execute(params![chat, after])?;
+        Ok(())
+    }
+
     /// The bridge delivered `out_id`.
     pub fn mark_sent(&mut self, out_id: i64) -> Result<(), StoreError> {
         self.conn
@@ -176,6 +188,8 @@ impl Store {
                  LEFT JOIN outbox o ON m.outgoing = 1 AND m.msg_id = 'out:' || o.id
                  WHERE m.chat_id = ?1 AND m.id NOT IN
                      (SELECT message_id FROM inbox WHERE answered = 0)
+                   AND COALESCE(o.inbound, m.id) >
+                     COALESCE((SELECT after FROM chat_starts WHERE chat_id = ?1), 0)
                  ORDER BY k DESC, m.outgoing DESC LIMIT ?2
              ) ORDER BY k, outgoing",
         )?;

@@ -87,6 +87,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_unsent ON outbox(sent_ms);
     ",
+    // 3: `/new`: a chat's history starts after this message row.
+    "
+    CREATE TABLE chat_starts (
+        chat_id TEXT PRIMARY KEY,
+        after   INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
