@@ -342,3 +342,32 @@ fn owner_commands_are_parsed_before_the_model_and_only_for_the_owner() {
     serve.kill().unwrap();
     serve.wait().unwrap();
 }
+
+#[test]
+fn status_and_chat_go_through_a_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hearth_with_store(dir.path(), "key", &["status"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "no daemon: check failed");
+    let mut serve = start_serve(dir.path());
+    let o = hearth_with_store(dir.path(), "key", &["status"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("model:           smollm2"));
+    let mut c = hearth_with_store(dir.path(), "key", &["chat"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"/status\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    // The reply came from the daemon (a local chat has no /status).
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("Model smollm2, up "),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}

@@ -1,7 +1,7 @@
 //! `hearth chat` (a streaming REPL) and `hearth ask` (one shot, optionally
 //! JSON). Both drive [`crate::llm::Engine`] directly on this thread.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 
 use clap::Args;
@@ -78,6 +78,10 @@ pub struct ChatArgs {
     /// Do not look in your indexed documents for answers
     #[arg(long)]
     pub no_rag: bool,
+    /// Run the model in this process even when `hearth serve` is running
+    /// (by default chat talks to the daemon when one answers on its socket)
+    #[arg(long)]
+    pub local: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +119,12 @@ fn print_stats(g: &Generation) {
 }
 
 pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
+    if !a.local {
+        let socket = g.paths().socket();
+        if let Some(remote) = super::remote::Remote::connect(&socket)? {
+            return super::remote::chat(remote, &socket);
+        }
+    }
     let (name, engine) = load_engine(g, &a.model)?;
     if !engine.has_chat_template() {
         anyhow::bail!(
@@ -144,15 +154,9 @@ pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
     let mut chat = Chat::new(&engine, Some(system))?;
     let mut sampler = Sampler::new(a.sampling.config(searcher.is_some()));
     let mut show_stats = a.stats;
-    let stdin = std::io::stdin();
     let mut line = String::new();
     loop {
-        if interactive {
-            eprint!("> ");
-            std::io::stderr().flush().ok();
-        }
-        line.clear();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        if !super::read_turn(interactive, &mut line)? {
             break;
         }
         let input = line.trim();

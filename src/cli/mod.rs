@@ -15,6 +15,7 @@ mod bench;
 mod chat;
 mod index;
 mod models;
+mod remote;
 mod search;
 mod serve;
 
@@ -147,6 +148,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Connect a transport to the daemon (for now: --simulate, stdin/stdout)
     Bridge(serve::BridgeArgs),
+    /// Show whether `hearth serve` runs and its state (exit 1 if it does not)
+    Status(serve::StatusArgs),
 }
 
 /// Options shared by every command that runs a model.
@@ -184,7 +187,11 @@ pub fn init_process(cli: &Cli) {
         Command::Ask(a) => a.model.threads,
         Command::Bench(a) => a.single_thread_count(),
         Command::Serve(a) => a.model.threads,
-        Command::Models(_) | Command::Index(_) | Command::Search(_) | Command::Bridge(_) => None,
+        Command::Models(_)
+        | Command::Index(_)
+        | Command::Search(_)
+        | Command::Bridge(_)
+        | Command::Status(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -192,6 +199,18 @@ pub fn init_process(cli: &Cli) {
 }
 
 /// True when the error is stdout being closed by its reader: not a failure.
+/// Reads one line typed into a chat (after a `> ` prompt on a terminal);
+/// false at end of input.
+pub(crate) fn read_turn(interactive: bool, line: &mut String) -> std::io::Result<bool> {
+    use std::io::{BufRead, Write};
+    if interactive {
+        eprint!("> ");
+        std::io::stderr().flush().ok();
+    }
+    line.clear();
+    Ok(std::io::stdin().lock().read_line(line)? > 0)
+}
+
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -210,6 +229,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Search(a) => search::run(&g, a),
         Command::Serve(a) => serve::serve(&g, a),
         Command::Bridge(a) => serve::bridge(&g, a),
+        Command::Status(a) => remote::status(&a.socket.unwrap_or_else(|| g.paths().socket())),
     }
 }
 

@@ -40,6 +40,13 @@ pub struct BridgeArgs {
     pub idle: u64,
 }
 
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The daemon's socket [default: DATA_DIR/hearth.sock]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
 /// A runtime for the socket side; the model runs on its own thread.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
