@@ -19,6 +19,7 @@ fn hearth(dir: &Path, args: &[&str]) -> Command {
     c.args(args)
         .env("HEARTH_DATA_DIR", dir.join("data"))
         .env("HEARTH_KEY_FILE", dir.join("key"))
+        .env("HEARTH_CONFIG", dir.join("config.toml"))
         .env(
             "HEARTH_MODELS_DIR",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod command;
+pub mod config;
 pub mod embed;
 pub mod index;
 pub mod key;

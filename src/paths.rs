@@ -34,6 +34,18 @@ impl Paths {
         }
     }
 
+    /// The config file's default place: `$XDG_CONFIG_HOME/hearth/config.toml`
+    /// (`~/.config/hearth/config.toml`).
+    pub fn default_config() -> PathBuf {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| home.map(|h| h.join(".config")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("hearth/config.toml")
+    }
+
     /// The daemon's Unix socket (mode 0600).
     pub fn socket(&self) -> PathBuf {
         self.data_dir.join("hearth.sock")

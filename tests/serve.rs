@@ -371,3 +371,55 @@ fn status_and_chat_go_through_a_running_daemon() {
     serve.kill().unwrap();
     serve.wait().unwrap();
 }
+
+#[test]
+fn init_writes_a_config_whose_owner_may_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = |args: &[&str]| {
+        let mut all = vec!["init"];
+        all.extend_from_slice(args);
+        hearth_with_store(dir.path(), "key", &all).output().unwrap()
+    };
+    assert!(init(&["--owner", "+49 151 12345678"]).status.success());
+    let text = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    assert!(text.contains("numbers = [\"+4915112345678\"]"), "{text}");
+    let again = init(&[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(init(&["--owner", "0151"]).status.code(), Some(2));
+
+    // The owner's number commands over the transport; others do not.
+    let mut serve = start_serve(dir.path());
+    let mut s = UnixStream::connect(socket(dir.path())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    frame(
+        &mut s,
+        &mut r,
+        r#"{"type":"hello","version":1,"role":"bridge"}"#,
+    );
+    let owner = "4915112345678@s.whatsapp.net";
+    let m = serde_json::json!({"type":"inbound","message_id":"1","chat_id":owner,
+        "sender_id":owner,"text":"/help","timestamp_ms":0});
+    s.write_all(format!("{m}\n").as_bytes()).unwrap();
+    assert_eq!(next_of(&mut r, "outbound")["text"], hearth::command::HELP);
+    // In a group, even the owner's "/help" is only text.
+    let m = serde_json::json!({"type":"inbound","message_id":"2","chat_id":"123-456@g.us",
+        "sender_id":owner,"is_group":true,"text":"/help","timestamp_ms":0});
+    s.write_all(format!("{m}\n").as_bytes()).unwrap();
+    assert_ne!(next_of(&mut r, "outbound")["text"], hearth::command::HELP);
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+
+    // A broken config stops serve with the file, line and field.
+    std::fs::write(dir.path().join("config.toml"), "[model]\ncontex = 1\n").unwrap();
+    let o = hearth_with_store(dir.path(), "key", &["serve"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("config.toml") && err.contains("contex"),
+        "{err}"
+    );
+}

@@ -83,6 +83,10 @@ pub struct GlobalArgs {
     /// ~/.config/hearth/store.key; created on first use]
     #[arg(long, global = true, env = "HEARTH_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Settings file written by `hearth init` [default:
+    /// ~/.config/hearth/config.toml]
+    #[arg(long, global = true, env = "HEARTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG
     /// overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -150,6 +154,13 @@ pub enum Command {
     Bridge(serve::BridgeArgs),
     /// Show whether `hearth serve` runs and its state (exit 1 if it does not)
     Status(serve::StatusArgs),
+    /// Write a commented config file with every default (owner number,
+    /// time zone, model settings)
+    ///
+    /// Example:
+    ///   hearth init --owner +4915112345678
+    #[command(verbatim_doc_comment)]
+    Init(serve::InitArgs),
 }
 
 /// Options shared by every command that runs a model.
@@ -186,12 +197,17 @@ pub fn init_process(cli: &Cli) {
         Command::Chat(a) => a.model.threads,
         Command::Ask(a) => a.model.threads,
         Command::Bench(a) => a.single_thread_count(),
-        Command::Serve(a) => a.model.threads,
+        Command::Serve(a) => a.model.threads.or_else(|| {
+            crate::config::Config::load(&cli.global.config_file())
+                .ok()
+                .and_then(|c| c.model.threads)
+        }),
         Command::Models(_)
         | Command::Index(_)
         | Command::Search(_)
         | Command::Bridge(_)
-        | Command::Status(_) => None,
+        | Command::Status(_)
+        | Command::Init(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -230,10 +246,18 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Serve(a) => serve::serve(&g, a),
         Command::Bridge(a) => serve::bridge(&g, a),
         Command::Status(a) => remote::status(&a.socket.unwrap_or_else(|| g.paths().socket())),
+        Command::Init(a) => serve::init(&g, a),
     }
 }
 
 impl GlobalArgs {
+    /// The config file this run reads (`--config`, `HEARTH_CONFIG`, default).
+    pub fn config_file(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(crate::paths::Paths::default_config)
+    }
+
     /// The data directory and key file this run uses.
     pub fn paths(&self) -> crate::paths::Paths {
         crate::paths::Paths::resolve(self.data_dir.clone(), self.key_file.clone())

@@ -19,9 +19,19 @@ pub struct ServeArgs {
     /// The Unix socket to listen on [default: DATA_DIR/hearth.sock]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Most tokens per reply
-    #[arg(short = 'n', long, default_value_t = 256, value_name = "N")]
-    pub max_tokens: usize,
+    /// Most tokens per reply [default: the config's max_reply_tokens, 256]
+    #[arg(short = 'n', long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Your phone number in international form (+ and country code)
+    #[arg(long, value_name = "+NUMBER")]
+    pub owner: Option<String>,
+    /// Overwrite an existing config file
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,10 +81,29 @@ fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn serve(g: &GlobalArgs, a: ServeArgs) -> anyhow::Result<Outcome> {
+pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
+    let path = g.config_file();
+    let owner = a
+        .owner
+        .map(crate::config::PhoneNumber::try_from)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    crate::config::write_template(&path, owner.as_ref(), a.force)?;
+    outln!("wrote {}", path.display());
+    if owner.is_none() {
+        outln!("add your phone number under [owner] before linking WhatsApp");
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
+    let config = crate::config::Config::load(&g.config_file())?;
     let paths = g.paths();
     let socket = a.socket.unwrap_or_else(|| paths.socket());
     let store = Store::open(&paths, Create::IfMissing)?;
+    if a.model.model.is_none() {
+        a.model.model = config.model.name.clone();
+    }
     let (name, engine) = load_engine(g, &a.model)?;
     let rt = runtime()?;
     rt.block_on(async {
@@ -90,7 +119,8 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> anyhow::Result<Outcome> {
             crate::serve::ServeOptions {
                 socket,
                 model_name: name,
-                max_reply_tokens: a.max_tokens,
+                max_reply_tokens: a.max_tokens.unwrap_or(config.model.max_reply_tokens),
+                config,
             },
             shutdown,
         )

@@ -51,6 +51,7 @@ fn system_prompt(now_ms: i64) -> String {
 pub fn run(
     engine: Engine,
     shared: &Shared,
+    config: &crate::config::Config,
     wake: &Receiver<()>,
     shutdown: &CancellationToken,
     max_tokens: usize,
@@ -94,7 +95,7 @@ pub fn run(
             chat_id: next.chat_id.clone(),
             on: true,
         });
-        if let Some(cmd) = owner_command(&next) {
+        if let Some(cmd) = owner_command(config, &next) {
             let text = run_command(shared, &next, &cmd);
             match shared.store().record_reply(&next, &text) {
                 Ok(reply) => {
@@ -137,11 +138,14 @@ pub fn run(
     tracing::info!("agent stopped");
 }
 
-/// The command in `msg`, when its chat is the owner's. Only terminal
-/// chats are the owner's until the configured owner numbers arrive
-/// (sender policy); anyone else's `/…` is plain text.
-fn owner_command(msg: &Pending) -> Option<Command> {
-    if !crate::proto::ChatId::is_local(&msg.chat_id) {
+/// The command in `msg`, when the owner wrote it in their own chat: a
+/// terminal chat, or a direct chat with a configured owner number (the chat
+/// id is the sender's id in direct chats; a group never qualifies, its id
+/// is the group's). Anyone else's `/…` is plain text.
+fn owner_command(config: &crate::config::Config, msg: &Pending) -> Option<Command> {
+    let owner_chat = crate::proto::ChatId::is_local(&msg.chat_id)
+        || (msg.chat_id == msg.sender && config.is_owner_number(&msg.sender));
+    if !owner_chat {
         return None;
     }
     command::parse(&msg.text)

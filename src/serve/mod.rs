@@ -80,6 +80,8 @@ pub struct ServeOptions {
     pub model_name: String,
     /// Most tokens per reply.
     pub max_reply_tokens: usize,
+    /// The owner's settings (who may command).
+    pub config: crate::config::Config,
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -104,9 +106,10 @@ pub async fn run(
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         let max = opts.max_reply_tokens;
+        let config = opts.config.clone();
         std::thread::Builder::new()
             .name("hearth-agent".into())
-            .spawn(move || agent::run(engine, &shared, &wake_rx, &shutdown, max))
+            .spawn(move || agent::run(engine, &shared, &config, &wake_rx, &shutdown, max))
             .context("starting the agent thread")?
     };
     tracing::info!(socket = %opts.socket.display(), "serving");

@@ -42,11 +42,13 @@ pub fn hearth(args: &[&str]) -> Command {
     c
 }
 
-/// `hearth` with its store (data directory and key file `key`) in `dir`.
+/// `hearth` with its store (data directory and key file `key`) and its
+/// config file in `dir`.
 pub fn hearth_with_store(dir: &Path, key: &str, args: &[&str]) -> Command {
     let mut c = hearth(args);
     c.env("HEARTH_DATA_DIR", dir.join("data"))
-        .env("HEARTH_KEY_FILE", dir.join(key));
+        .env("HEARTH_KEY_FILE", dir.join(key))
+        .env("HEARTH_CONFIG", dir.join("config.toml"));
     c
 }
 

@@ -1,0 +1,266 @@
+//! The owner's settings, in one TOML file (`hearth init` writes it with
+//! every default, commented): who the owner is, the time zone, and the
+//! daemon's model settings. Unknown keys and wrong types are errors that
+//! name the file, the line and the field.
+//!
+//! Parsing and the template only; must not start anything.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The settings; every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub owner: Owner,
+    /// IANA time zone for reminders and dates in replies.
+    pub time_zone: TimeZone,
+    pub model: ModelConfig,
+}
+
+/// Who may command Hearth.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Owner {
+    /// What Hearth calls the owner.
+    pub name: Option<String>,
+    /// Phone numbers in international form (`+4915112345678`).
+    pub numbers: Vec<PhoneNumber>,
+}
+
+/// A phone number, `+` and 7–15 digits (E.164).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// The digits, without the `+`.
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let compact: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        let digits = compact
+            .strip_prefix('+')
+            .ok_or_else(|| format!("phone number `{s}` must start with + and the country code"))?;
+        if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "phone number `{s}` must be + and 7 to 15 digits (E.164)"
+            ));
+        }
+        Ok(Self(compact))
+    }
+}
+
+/// An IANA zone name (`Europe/Berlin`) or `UTC`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TimeZone(pub String);
+
+impl Default for TimeZone {
+    fn default() -> Self {
+        Self("UTC".into())
+    }
+}
+
+impl TryFrom<String> for TimeZone {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = s == "UTC"
+            || (s.contains('/')
+                && s.split('/').all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+                }));
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(format!(
+                "time zone `{s}` is not an IANA name like `Europe/Berlin` (or `UTC`)"
+            ))
+        }
+    }
+}
+
+/// The daemon's model settings (command-line flags override them).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// A name from the model manifest; none means the manifest's default.
+    pub name: Option<String>,
+    /// Compute threads; none means all cores.
+    pub threads: Option<usize>,
+    /// Context length in tokens.
+    pub context: usize,
+    /// Most tokens per reply.
+    pub max_reply_tokens: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            threads: None,
+            context: 4096,
+            max_reply_tokens: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already exists; pass --force to overwrite it")]
+    Exists { path: PathBuf },
+}
+
+impl Config {
+    /// Reads `path`; a missing file is the defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|reason| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                reason,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses TOML text; the error names the line and the field.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e: toml::de::Error| match e.span() {
+            Some(span) => {
+                let at = span.start.min(text.len());
+                let line = text[..at].matches('\n').count() + 1;
+                let source = text.lines().nth(line - 1).unwrap_or("").trim();
+                format!("line {line} (`{source}`): {}", e.message())
+            }
+            None => e.message().to_string(),
+        })
+    }
+
+    /// Whether `sender` (a number or a WhatsApp JID like
+    /// `4915112345678@s.whatsapp.net`) is one of the owner's numbers.
+    pub fn is_owner_number(&self, sender: &str) -> bool {
+        let user = sender.split(['@', ':']).next().unwrap_or("");
+        let digits = user.trim_start_matches('+');
+        !digits.is_empty() && self.owner.numbers.iter().any(|n| n.digits() == digits)
+    }
+}
+
+/// The file `hearth init` writes: every setting with its default, commented.
+pub fn template(owner: Option<&PhoneNumber>) -> String {
+    let numbers = match owner {
+        Some(n) => format!("numbers = [\"{}\"]", n.0),
+        None => "numbers = []            # e.g. [\"+4915112345678\"]".to_string(),
+    };
+    format!(
+        r#"# Hearth configuration. Every setting shows its default; `hearth init`
+# wrote this file. Invalid settings stop `hearth serve` with the line and
+# the field that is wrong.
+
+# IANA time zone for reminders and the date in replies (e.g. "Europe/Berlin").
+time_zone = "UTC"
+
+[owner]
+# What Hearth calls you (optional).
+# name = "Alex"
+# Your phone number(s), international form. Only these may give commands
+# over WhatsApp; everyone else is denied until you approve them.
+{numbers}
+
+[model]
+# A model from models/manifest.toml (`hearth models list`); unset = default.
+# name = "smollm2"
+# Compute threads; unset = all cores.
+# threads = 2
+# Context length in tokens.
+context = 4096
+# Most tokens per reply.
+max_reply_tokens = 256
+
+# Retention (how long messages, chat memory, documents and audit records are
+# kept) comes with the privacy settings in a later release.
+"#
+    )
+}
+
+/// Writes the template to `path` (mode 0600), refusing to overwrite unless
+/// `force`.
+pub fn write_template(
+    path: &Path,
+    owner: Option<&PhoneNumber>,
+    force: bool,
+) -> Result<(), ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.exists() && !force {
+        return Err(ConfigError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(template(owner).as_bytes()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_parses_to_the_defaults() {
+        assert_eq!(Config::parse(&template(None)).unwrap(), Config::default());
+        let n = PhoneNumber::try_from("+49 151 1234-5678".to_string()).unwrap();
+        let c = Config::parse(&template(Some(&n))).unwrap();
+        assert_eq!(c.owner.numbers, vec![n]);
+        assert!(c.is_owner_number("4915112345678@s.whatsapp.net"));
+        assert!(c.is_owner_number("+4915112345678"));
+        assert!(!c.is_owner_number("4915112345679@s.whatsapp.net"));
+        assert!(!c.is_owner_number("@lid"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = Config::parse("[model]\ncontex = 5\n").unwrap_err();
+        assert!(e.contains("contex"), "{e}");
+        let e = Config::parse("[owner]\nnumbers = [\"0151 123\"]\n").unwrap_err();
+        assert!(e.contains("must start with +"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let e = Config::parse("time_zone = \"Berlin time\"\n").unwrap_err();
+        assert!(e.contains("IANA"), "{e}");
+        let e = Config::parse("[model]\ncontext = \"big\"\n").unwrap_err();
+        assert!(e.contains("context") || e.contains("integer"), "{e}");
+    }
+}
