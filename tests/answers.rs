@@ -4,18 +4,15 @@
 //! nothing. Greedy by default with sources, so the answers are repeatable.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Output, Stdio};
 
 mod common;
-use common::{hearth_with_store, require_model, run, stderr};
+use common::{hearth_with_store, registered_docs, require_model, run, stderr};
 
-fn index_docs(dir: &Path) {
-    require_model("all-MiniLM-L6-v2/model.safetensors");
+/// The three facts, indexed; returns the directory holding the store.
+fn indexed_docs() -> tempfile::TempDir {
     require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let docs = dir.join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    for (name, text) in [
+    let (dir, _) = registered_docs([
         (
             "boiler.html",
             "<html><body><p>The plumber Kestrel Heating serviced the boiler on 3 March 2026.</p></body></html>",
@@ -28,17 +25,10 @@ fn index_docs(dir: &Path) {
             "pasta.md",
             "Pasta recipe: boil water, add salt, cook the spaghetti for nine minutes, drain.",
         ),
-    ] {
-        std::fs::write(docs.join(name), text).unwrap();
-    }
-    let add = run(hearth_with_store(
-        dir,
-        "key",
-        &["index", "add", docs.to_str().unwrap()],
-    ));
-    assert!(add.status.success(), "{}", stderr(&add));
-    let sync = run(hearth_with_store(dir, "key", &["index"]));
+    ]);
+    let sync = run(hearth_with_store(dir.path(), "key", &["index"]));
     assert!(sync.status.success(), "{}", stderr(&sync));
+    dir
 }
 
 fn stdout(o: &Output) -> String {
@@ -56,8 +46,7 @@ fn citations(out: &str) -> Vec<String> {
 
 #[test]
 fn ask_answers_from_the_file_and_cites_it() {
-    let dir = tempfile::tempdir().unwrap();
-    index_docs(dir.path());
+    let dir = indexed_docs();
     let ask = |args: &[&str]| stdout(&run(hearth_with_store(dir.path(), "key", args)));
 
     let out = ask(&["ask", "What is my car insurance policy number?"]);
@@ -81,8 +70,7 @@ fn ask_answers_from_the_file_and_cites_it() {
 
 #[test]
 fn chat_answers_each_turn_from_the_files() {
-    let dir = tempfile::tempdir().unwrap();
-    index_docs(dir.path());
+    let dir = indexed_docs();
     let mut c = hearth_with_store(dir.path(), "key", &["chat", "-n", "48"]);
     c.stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 
 mod common;
-use common::{hearth, hearth_with_store, models_dir, require_model, root, run, stderr};
+use common::{
+    hearth, hearth_with_store, models_dir, registered_docs, require_model, root, run, stderr,
+};
 
 /// A manifest with one model `name` whose single file is `file`.
 fn manifest(
@@ -408,29 +410,15 @@ fn closed_stdout_is_not_a_crash() {
 
 #[test]
 fn index_add_sync_list_and_wrong_key() {
-    require_model("all-MiniLM-L6-v2/model.safetensors");
-    let dir = tempfile::tempdir().unwrap();
-    let docs = dir.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::write(
-        docs.join("shed.md"),
-        "The spare key is under the blue flowerpot.",
-    )
-    .unwrap();
+    let (dir, _) = registered_docs([("shed.md", "The spare key is under the blue flowerpot.")]);
     let with_store = |args: &[&str], key: &str| run(hearth_with_store(dir.path(), key, args));
-    let docs_arg = docs.to_str().unwrap();
-    assert!(
-        with_store(&["index", "add", docs_arg], "k")
-            .status
-            .success()
-    );
-    let o = with_store(&["index"], "k");
+    let o = with_store(&["index"], "key");
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(out.contains("1 added"), "{out}");
-    let o = with_store(&["index"], "k");
+    let o = with_store(&["index"], "key");
     assert!(String::from_utf8_lossy(&o.stdout).contains("1 unchanged"));
-    let o = with_store(&["index", "list"], "k");
+    let o = with_store(&["index", "list"], "key");
     assert!(String::from_utf8_lossy(&o.stdout).contains("1 documents"));
     assert_one_line_error(
         &with_store(&["index", "list"], "other-key"),
@@ -440,24 +428,15 @@ fn index_add_sync_list_and_wrong_key() {
 
 #[test]
 fn kill_9_during_index_leaves_a_consistent_store() {
-    require_model("all-MiniLM-L6-v2/model.safetensors");
-    let dir = tempfile::tempdir().unwrap();
-    let docs = dir.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    for i in 0..200 {
+    let (dir, _) = registered_docs((0..200).map(|i| {
         let text = format!(
             "Note {i}. The meeting about topic {i} moved to room {}.\n\n",
             i * 7
         )
         .repeat(6);
-        std::fs::write(docs.join(format!("n{i:03}.md")), text).unwrap();
-    }
+        (format!("n{i:03}.md"), text)
+    }));
     let cmd = |args: &[&str]| hearth_with_store(dir.path(), "key", args);
-    assert!(
-        run(cmd(&["index", "add", docs.to_str().unwrap()]))
-            .status
-            .success()
-    );
     let paths = hearth::paths::Paths {
         data_dir: dir.path().join("data"),
         key_file: dir.path().join("key"),
@@ -503,31 +482,18 @@ fn kill_9_during_index_leaves_a_consistent_store() {
 
 #[test]
 fn search_finds_documents_by_words_and_meaning() {
-    require_model("all-MiniLM-L6-v2/model.safetensors");
-    let dir = tempfile::tempdir().unwrap();
-    let docs = dir.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::write(
-        docs.join("shed.md"),
-        "The spare key for the shed is under the blue flowerpot.",
-    )
-    .unwrap();
-    std::fs::write(
-        docs.join("power.txt"),
-        "Mains voltage in the house is 230 volts.",
-    )
-    .unwrap();
-    std::fs::write(
-        docs.join("cake.md"),
-        "Bake the chocolate cake at 180 degrees for 40 minutes.",
-    )
-    .unwrap();
+    let (dir, _) = registered_docs([
+        (
+            "shed.md",
+            "The spare key for the shed is under the blue flowerpot.",
+        ),
+        ("power.txt", "Mains voltage in the house is 230 volts."),
+        (
+            "cake.md",
+            "Bake the chocolate cake at 180 degrees for 40 minutes.",
+        ),
+    ]);
     let cmd = |args: &[&str]| hearth_with_store(dir.path(), "key", args);
-    assert!(
-        run(cmd(&["index", "add", docs.to_str().unwrap()]))
-            .status
-            .success()
-    );
     assert!(run(cmd(&["index"])).status.success());
     let o = run(cmd(&["search", "--json", "-k", "2", "flowerpot"]));
     assert!(o.status.success(), "{}", stderr(&o));

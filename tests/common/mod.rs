@@ -66,3 +66,25 @@ pub fn require_model(file: &str) {
         "models/{file} is missing: run scripts/setup.sh"
     );
 }
+
+/// A temporary directory whose `docs/` holds `files` (name, content) and is
+/// registered with `hearth index add` in the store kept in that directory
+/// (not yet indexed). Returns the directory and the `docs/` path.
+pub fn registered_docs<N: AsRef<str>, T: AsRef<[u8]>>(
+    files: impl IntoIterator<Item = (N, T)>,
+) -> (tempfile::TempDir, PathBuf) {
+    require_model("all-MiniLM-L6-v2/model.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for (name, text) in files {
+        std::fs::write(docs.join(name.as_ref()), text).unwrap();
+    }
+    let add = run(hearth_with_store(
+        dir.path(),
+        "key",
+        &["index", "add", docs.to_str().unwrap()],
+    ));
+    assert!(add.status.success(), "{}", stderr(&add));
+    (dir, docs)
+}
