@@ -104,11 +104,8 @@ impl ChatTemplate {
 /// The few `strftime` codes chat templates use for "today", from the system
 /// clock in UTC.
 fn strftime_today(fmt: &str) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let days = crate::clock::now_ms().div_euclid(86_400_000);
+    let (y, m, d) = crate::clock::civil_from_days(days);
     const MONTHS: [&str; 12] = [
         "January",
         "February",
@@ -129,20 +126,6 @@ fn strftime_today(fmt: &str) -> String {
         .replace("%Y", &y.to_string())
         .replace("%B", month)
         .replace("%b", &month[..3])
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -166,11 +149,5 @@ mod tests {
         let t = ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").unwrap();
         let err = t.render(&[], false).unwrap_err();
         assert!(err.to_string().contains("no system role"), "{err}");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_537), (2026, 3, 25));
     }
 }

@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError};
+use crate::clock::now_ms;
 
 /// A registered root directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,13 +96,6 @@ pub struct IndexStats {
 pub struct DocSummary {
     pub path: PathBuf,
     pub chunks: u64,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn path_text(p: &Path) -> String {

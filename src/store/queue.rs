@@ -9,8 +9,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::docs::now_ms;
 use super::{NewMessage, Store, StoreError};
+use crate::clock::now_ms;
 
 /// An inbound message waiting for its reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
