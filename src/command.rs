@@ -1,8 +1,11 @@
-//! Owner commands: `/help`, `/status`, `/new`. Parsed from the owner's
+//! Owner commands: `/help`, `/status`, `/new`, `/search`, `/remind`,
+//! `/reminders`, `/cancel`, `/pause`, `/resume`. Parsed from the owner's
 //! messages before the model sees them (anyone else's `/…` text is just
 //! text); an unknown command gets the list, never the model.
 //!
 //! Pure parsing; the daemon's agent carries the commands out.
+
+use crate::store::ReminderId;
 
 /// A parsed owner command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +14,18 @@ pub enum Command {
     Status,
     /// Start a fresh conversation: earlier messages leave the prompt.
     New,
+    /// Search documents and chats for the words.
+    Search(String),
+    /// Set a reminder: the text after `/remind` (WHEN WHAT).
+    Remind(String),
+    /// List pending reminders.
+    Reminders,
+    /// Cancel a reminder by its number; `None` when no number was given.
+    Cancel(Option<ReminderId>),
+    /// Stop answering (messages are still stored).
+    Pause,
+    /// Answer again, starting with what arrived meanwhile.
+    Resume,
     /// `/something` Hearth does not know.
     Unknown(String),
 }
@@ -22,23 +37,45 @@ impl Command {
             Command::Help => "help",
             Command::Status => "status",
             Command::New => "new",
+            Command::Search(_) => "search",
+            Command::Remind(_) => "remind",
+            Command::Reminders => "reminders",
+            Command::Cancel(_) => "cancel",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
             Command::Unknown(_) => "unknown",
         }
     }
 }
 
 /// What `/help` says.
-pub const HELP: &str =
-    "Commands:\n/help: this list\n/status: model, uptime, queue\n/new: start a fresh conversation";
+pub const HELP: &str = "Commands:
+/help: this list
+/status: model, uptime, queue, index
+/new: start a fresh conversation
+/search WORDS: search your documents and chats
+/remind WHEN WHAT: e.g. /remind in 10 minutes call Anna, /remind tomorrow 9am bins, /remind 2026-12-24 18:00 presents
+/reminders: pending reminders
+/cancel N: cancel reminder N
+/pause, /resume: stop and restart answering (messages are kept and answered on resume)";
 
 /// The command in `text`, if it is one (starts with `/`).
 pub fn parse(text: &str) -> Option<Command> {
     let rest = text.trim().strip_prefix('/')?;
-    let word = rest.split_whitespace().next().unwrap_or("");
+    let (word, args) = match rest.split_once(char::is_whitespace) {
+        Some((w, a)) => (w, a.trim()),
+        None => (rest, ""),
+    };
     Some(match word.to_ascii_lowercase().as_str() {
         "help" | "start" => Command::Help,
         "status" => Command::Status,
         "new" | "reset" => Command::New,
+        "search" | "find" => Command::Search(args.to_string()),
+        "remind" | "reminder" => Command::Remind(args.to_string()),
+        "reminders" => Command::Reminders,
+        "cancel" => Command::Cancel(args.trim_start_matches('#').parse().ok().map(ReminderId)),
+        "pause" => Command::Pause,
+        "resume" => Command::Resume,
         _ => Command::Unknown(word.chars().take(32).collect()),
     })
 }
@@ -56,5 +93,30 @@ mod tests {
         assert_eq!(parse("/"), Some(Command::Unknown(String::new())));
         assert_eq!(parse("hello /help"), None);
         assert_eq!(parse("what is 3/4?"), None);
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(
+            parse("/remind  in 10 minutes tea "),
+            Some(Command::Remind("in 10 minutes tea".into()))
+        );
+        assert_eq!(
+            parse("/search wifi password"),
+            Some(Command::Search("wifi password".into()))
+        );
+        assert_eq!(
+            parse("/cancel 3"),
+            Some(Command::Cancel(Some(ReminderId(3))))
+        );
+        assert_eq!(
+            parse("/cancel #3"),
+            Some(Command::Cancel(Some(ReminderId(3))))
+        );
+        assert_eq!(parse("/cancel"), Some(Command::Cancel(None)));
+        assert_eq!(parse("/cancel x"), Some(Command::Cancel(None)));
+        assert_eq!(parse("/reminders"), Some(Command::Reminders));
+        assert_eq!(parse("/pause"), Some(Command::Pause));
+        assert_eq!(parse("/resume"), Some(Command::Resume));
     }
 }

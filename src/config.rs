@@ -73,20 +73,20 @@ impl TryFrom<String> for TimeZone {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, String> {
-        let ok = s == "UTC"
-            || (s.contains('/')
-                && s.split('/').all(|p| {
-                    !p.is_empty()
-                        && p.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
-                }));
-        if ok {
+        if crate::reminder::time_zone(&s).is_some() {
             Ok(Self(s))
         } else {
             Err(format!(
-                "time zone `{s}` is not an IANA name like `Europe/Berlin` (or `UTC`)"
+                "time zone `{s}` is not an IANA name this box knows, like `Europe/Berlin` (or `UTC`)"
             ))
         }
+    }
+}
+
+impl TimeZone {
+    /// The zone's rules (validated when the config was read).
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        crate::reminder::time_zone(&self.0).unwrap_or(jiff::tz::TimeZone::UTC)
     }
 }
 
@@ -260,6 +260,10 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         let e = Config::parse("time_zone = \"Berlin time\"\n").unwrap_err();
         assert!(e.contains("IANA"), "{e}");
+        let e = Config::parse("time_zone = \"Mars/Olympus_Mons\"\n").unwrap_err();
+        assert!(e.contains("Mars/Olympus_Mons"), "{e}");
+        let c = Config::parse("time_zone = \"Europe/Berlin\"\n").unwrap();
+        assert_eq!(c.time_zone.zone().iana_name(), Some("Europe/Berlin"));
         let e = Config::parse("[model]\ncontext = \"big\"\n").unwrap_err();
         assert!(e.contains("context") || e.contains("integer"), "{e}");
     }

@@ -18,6 +18,7 @@ pub mod llm;
 pub mod paths;
 pub mod process;
 pub mod proto;
+pub mod reminder;
 pub mod search;
 pub mod serve;
 pub mod sources;

@@ -96,6 +96,16 @@ pub struct StatusReport {
     pub unsent_replies: u64,
     pub bridge_connected: bool,
     pub paused: bool,
+    /// Indexed documents, stored messages and their search chunks.
+    #[serde(default)]
+    pub documents: u64,
+    #[serde(default)]
+    pub messages: u64,
+    #[serde(default)]
+    pub chunks: u64,
+    /// Reminders not yet fired.
+    #[serde(default)]
+    pub reminders: u64,
 }
 
 /// Frames a client sends.

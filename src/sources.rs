@@ -117,6 +117,7 @@ mod tests {
             snippet: String::new(),
             text: text.into(),
             cosine,
+            chat: None,
         }
     }
 

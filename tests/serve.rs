@@ -5,35 +5,15 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-use common::{hearth_with_store, require_model};
-
-fn socket(dir: &Path) -> PathBuf {
-    dir.join("data/hearth.sock")
-}
-
-/// Starts the daemon (short replies) and waits until its socket answers.
-fn start_serve(dir: &Path) -> Child {
-    require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let mut c = hearth_with_store(dir, "key", &["serve", "-n", "12", "-t", "1"]);
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    let child = c.spawn().unwrap();
-    let start = Instant::now();
-    while UnixStream::connect(socket(dir)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "serve never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
-}
+use common::daemon::{frame, next_of, open, say, socket, start_serve};
+use common::hearth_with_store;
 
 fn bridge(dir: &Path) -> Command {
     let mut c = hearth_with_store(dir, "key", &["bridge", "--simulate", "--idle", "60"]);
@@ -97,14 +77,6 @@ fn every_message_gets_one_reply_in_chat_order() {
     assert_eq!(first.len(), 3, "{got:?}");
     serve.kill().unwrap();
     serve.wait().unwrap();
-}
-
-fn frame(stream: &mut UnixStream, reader: &mut BufReader<UnixStream>, line: &str) -> Value {
-    stream.write_all(line.as_bytes()).unwrap();
-    stream.write_all(b"\n").unwrap();
-    let mut reply = String::new();
-    reader.read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply:?}"))
 }
 
 #[test]
@@ -271,39 +243,11 @@ fn serve_holds_no_network_socket() {
     serve.wait().unwrap();
 }
 
-/// Reads frames until one of type `ty`, returning it.
-fn next_of(reader: &mut BufReader<UnixStream>, ty: &str) -> Value {
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        assert!(!line.is_empty(), "connection closed while waiting for {ty}");
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["type"] == ty {
-            return v;
-        }
-    }
-}
-
-fn say(s: &mut UnixStream, chat: &str, id: &str, text: &str) {
-    let m = serde_json::json!({
-        "type": "inbound", "message_id": id, "chat_id": chat, "sender_id": chat,
-        "text": text, "timestamp_ms": 0
-    });
-    s.write_all(format!("{m}\n").as_bytes()).unwrap();
-}
-
 #[test]
 fn owner_commands_are_parsed_before_the_model_and_only_for_the_owner() {
     let dir = tempfile::tempdir().unwrap();
     let mut serve = start_serve(dir.path());
-    let open = |role: &str| {
-        let mut s = UnixStream::connect(socket(dir.path())).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let hello = format!(r#"{{"type":"hello","version":1,"role":"{role}"}}"#);
-        assert_eq!(frame(&mut s, &mut r, &hello)["type"], "welcome");
-        (s, r)
-    };
+    let open = |role: &str| open(dir.path(), role);
     let (mut cli, mut cli_r) = open("cli");
     say(&mut cli, "cli:owner", "1", "/help");
     assert!(

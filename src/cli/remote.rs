@@ -1,18 +1,22 @@
 //! The terminal as a client of a running `hearth serve`: `hearth status`,
 //! and `hearth chat` when a daemon answers on the socket. Blocking socket
-//! I/O (one request at a time); the terminal chat is the owner's chat
-//! `cli:owner`, so owner commands work in it.
+//! I/O; the terminal chat is the owner's chat `cli:owner`, so owner
+//! commands work in it. While chatting, a listener thread reads the
+//! socket, so a reminder is printed when it fires, even while the prompt
+//! waits for a line.
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use super::Outcome;
 use crate::proto::{
-    self, ChatId, ClientFrame, ClientRole, Inbound, MessageId, SenderId, ServerFrame,
+    self, ChatId, ClientFrame, ClientRole, Inbound, MessageId, Outbound, SenderId, ServerFrame,
 };
 
 /// The owner's terminal chat.
@@ -57,11 +61,11 @@ impl Remote {
         Ok(proto::decode(line.trim_end())?)
     }
 
-    /// Sends `text` to the owner's chat and waits for its reply.
-    pub fn ask(&mut self, text: &str) -> anyhow::Result<String> {
+    /// The owner's message `text` as a frame, and its message id.
+    fn inbound(text: &str) -> (ClientFrame, String) {
         let now = crate::clock::now_ms();
         let id = format!("{now}-{}", std::process::id());
-        self.send(&ClientFrame::Inbound(Inbound {
+        let frame = ClientFrame::Inbound(Inbound {
             message_id: MessageId(id.clone()),
             chat_id: ChatId(CHAT.into()),
             sender_id: SenderId("owner".into()),
@@ -71,18 +75,67 @@ impl Remote {
             text: text.to_string(),
             timestamp_ms: now,
             media: None,
-        }))?;
-        loop {
-            match self.next()? {
-                ServerFrame::Outbound(o) if o.reply_to.as_ref().is_some_and(|r| r.0 == id) => {
-                    self.send(&ClientFrame::Sent { out_id: o.out_id })?;
-                    return Ok(o.text);
-                }
-                ServerFrame::Error { message, .. } => anyhow::bail!("hearth serve: {message}"),
-                _ => {}
+        });
+        (frame, id)
+    }
+}
+
+/// The socket's writing side, shared by the prompt (messages) and the
+/// listener (delivery confirmations); one whole line per write.
+type Writer = Arc<Mutex<UnixStream>>;
+
+fn write_frame(w: &Writer, f: &ClientFrame) -> anyhow::Result<()> {
+    let mut stream = w.lock().unwrap_or_else(|p| p.into_inner());
+    stream
+        .write_all(proto::encode(f).as_bytes())
+        .context("writing to hearth serve")
+}
+
+/// Reads the socket until it closes: replies go to the prompt through
+/// `replies`, messages nobody asked for (reminders) are printed at once.
+/// Each is confirmed, so the daemon does not offer it again.
+fn listen(
+    mut reader: BufReader<UnixStream>,
+    w: &Writer,
+    replies: &Sender<anyhow::Result<Outbound>>,
+) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let frame = match reader.read_line(&mut line) {
+            Ok(0) => Err(anyhow::anyhow!("hearth serve closed the connection")),
+            Ok(_) => proto::decode::<ServerFrame>(line.trim_end()).map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::Error::from(e).context("reading from hearth serve")),
+        };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = replies.send(Err(e));
+                return;
             }
+        };
+        match frame {
+            ServerFrame::Outbound(o) => {
+                let _ = write_frame(w, &ClientFrame::Sent { out_id: o.out_id });
+                if o.reply_to.is_none() {
+                    outln_unsolicited(&o.text);
+                } else if replies.send(Ok(o)).is_err() {
+                    return;
+                }
+            }
+            ServerFrame::Error { message, .. } => {
+                let _ = replies.send(Err(anyhow::anyhow!("hearth serve: {message}")));
+            }
+            _ => {}
         }
     }
+}
+
+/// A message from Hearth that is not a reply (a reminder), on its own line.
+fn outln_unsolicited(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\n{text}");
+    let _ = out.flush();
 }
 
 /// `hearth status`: the daemon's state, or exit 1 when none runs.
@@ -104,6 +157,17 @@ pub fn status(socket: &Path) -> anyhow::Result<Outcome> {
             outln!("waiting:         {} message(s)", s.queue_depth);
             outln!("unsent replies:  {}", s.unsent_replies);
             outln!(
+                "answering:       {}",
+                if s.paused { "paused (/resume)" } else { "on" }
+            );
+            outln!(
+                "memory:          {} document(s), {} message(s), {} chunk(s)",
+                s.documents,
+                s.messages,
+                s.chunks
+            );
+            outln!("reminders:       {} pending", s.reminders);
+            outln!(
                 "bridge:          {}",
                 if s.bridge_connected {
                     "connected"
@@ -116,14 +180,25 @@ pub fn status(socket: &Path) -> anyhow::Result<Outcome> {
     }
 }
 
-/// `hearth chat` through the daemon: one reply per line typed.
-pub fn chat(mut r: Remote, socket: &Path) -> anyhow::Result<Outcome> {
+/// `hearth chat` through the daemon: one reply per line typed, and
+/// reminders whenever they fire.
+pub fn chat(r: Remote, socket: &Path) -> anyhow::Result<Outcome> {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         eprintln!(
             "hearth chat via hearth serve ({}). /help lists commands, /exit quits.",
             socket.display()
         );
+    }
+    let Remote { stream, reader } = r;
+    let writer: Writer = Arc::new(Mutex::new(stream));
+    let (tx, replies) = std::sync::mpsc::channel();
+    {
+        let writer = writer.clone();
+        std::thread::Builder::new()
+            .name("hearth-listen".into())
+            .spawn(move || listen(reader, &writer, &tx))
+            .context("starting the socket listener")?;
     }
     let mut line = String::new();
     loop {
@@ -134,8 +209,17 @@ pub fn chat(mut r: Remote, socket: &Path) -> anyhow::Result<Outcome> {
             "" => continue,
             "/exit" | "/quit" => break,
             text => {
-                let reply = r.ask(text)?;
-                outln!("{reply}");
+                let (frame, id) = Remote::inbound(text);
+                write_frame(&writer, &frame)?;
+                loop {
+                    let o = replies
+                        .recv()
+                        .map_err(|_| anyhow::anyhow!("hearth serve closed the connection"))??;
+                    if o.reply_to.is_some_and(|r| r.0 == id) {
+                        outln!("{}", o.text);
+                        break;
+                    }
+                }
             }
         }
     }

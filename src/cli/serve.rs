@@ -105,6 +105,15 @@ pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
         a.model.model = config.model.name.clone();
     }
     let (name, engine) = load_engine(g, &a.model)?;
+    let embedder = match super::load_embedder(g) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!(
+                "warning: serving without memory (no /search, no excerpts in replies): {e:#}"
+            );
+            None
+        }
+    };
     let rt = runtime()?;
     rt.block_on(async {
         let shutdown = CancellationToken::new();
@@ -116,6 +125,7 @@ pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
         crate::serve::run(
             store,
             engine,
+            embedder,
             crate::serve::ServeOptions {
                 socket,
                 model_name: name,

@@ -43,6 +43,9 @@ pub struct Hit {
     /// the full-text ranking alone).
     #[serde(skip)]
     pub cosine: f32,
+    /// The chat a message hit is from.
+    #[serde(skip)]
+    pub chat: Option<String>,
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -142,7 +145,7 @@ fn distinctive(words: Vec<String>, total: u64, counts: &[u64]) -> Vec<String> {
 pub struct Searcher<'a> {
     store: &'a Store,
     embedder: &'a Embedder,
-    vectors: VectorIndex,
+    vectors: std::borrow::Cow<'a, VectorIndex>,
 }
 
 impl<'a> Searcher<'a> {
@@ -151,15 +154,25 @@ impl<'a> Searcher<'a> {
         Ok(Self {
             store,
             embedder,
-            vectors,
+            vectors: std::borrow::Cow::Owned(vectors),
         })
+    }
+
+    /// A searcher over a vector index the caller keeps (and refreshes)
+    /// across searches, as the daemon does.
+    pub fn with_index(store: &'a Store, embedder: &'a Embedder, vectors: &'a VectorIndex) -> Self {
+        Self {
+            store,
+            embedder,
+            vectors: std::borrow::Cow::Borrowed(vectors),
+        }
     }
 
     /// The `k` best documents or chats for `query`. The semantic side
     /// (embedding the query, scanning the vectors) runs on its own thread
     /// while this one asks the full-text index.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>, SearchError> {
-        let (embedder, vectors) = (self.embedder, &self.vectors);
+        let (embedder, vectors) = (self.embedder, &*self.vectors);
         let (fts, nearest) = std::thread::scope(|scope| {
             let semantic = scope.spawn(move || -> Result<_, EmbedError> {
                 if vectors.is_empty() {
@@ -205,14 +218,15 @@ impl<'a> Searcher<'a> {
             };
             // One hit per document or chat; a chat is labelled with the
             // time of its best message.
-            let (key, path) = match &row.source {
+            let (key, path, chat) = match &row.source {
                 Source::Document { path, .. } => {
                     let p = path.display().to_string();
-                    (p.clone(), p)
+                    (p.clone(), p, None)
                 }
                 Source::Message { chat_id, ts_ms } => (
                     format!("chat:{chat_id}"),
                     format!("chat:{chat_id} at {}", crate::clock::utc_minute(*ts_ms)),
+                    Some(chat_id.clone()),
                 ),
             };
             if seen.insert(key, ()).is_some() {
@@ -224,6 +238,7 @@ impl<'a> Searcher<'a> {
                 snippet: snippet(&row.text, query, 160),
                 text: row.text,
                 cosine: cosines.get(&id).copied().unwrap_or(0.0),
+                chat,
             });
             if hits.len() == k {
                 break;

@@ -13,6 +13,7 @@ use crate::store::{Store, StoreError};
 const ROWS_PER_TASK: usize = 4096;
 
 /// The chunk embeddings as int8 rows with one scale each.
+#[derive(Clone)]
 pub struct VectorIndex {
     ids: Vec<i64>,
     rows: Vec<i8>,
@@ -24,8 +25,20 @@ impl VectorIndex {
     /// Every stored embedding of dimension `dim`.
     pub fn load(store: &Store, dim: usize) -> Result<Self, StoreError> {
         let mut ix = Self::empty(dim);
-        store.for_each_embedding(|id, v| ix.push(id, v))?;
+        store.for_each_embedding(0, |id, v| ix.push(id, v))?;
         Ok(ix)
+    }
+
+    /// Catches up with the store: appends chunks added since the last
+    /// load or refresh, and reloads everything when chunks were deleted
+    /// (the count then differs). Cheap when nothing changed.
+    pub fn refresh(&mut self, store: &Store) -> Result<(), StoreError> {
+        let last = self.ids.last().copied().unwrap_or(0);
+        store.for_each_embedding(last, |id, v| self.push(id, v))?;
+        if store.chunk_count()? != self.ids.len() as u64 {
+            *self = Self::load(store, self.dim)?;
+        }
+        Ok(())
     }
 
     fn empty(dim: usize) -> Self {

@@ -5,6 +5,9 @@
 //! at a time; a shutdown abandons the generation in progress, leaving its
 //! message queued for the next start.
 //!
+//! While answering is paused (`/pause`), only the owner's commands are
+//! taken, in arrival order; everything else waits in the queue.
+//!
 //! The KV caches of recently active chats are kept (a snapshot of the used
 //! part, within [`CACHE_BYTES`], least recently used dropped first), so a
 //! chat's next turn
@@ -18,8 +21,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::memory::Memory;
 use super::{Event, Shared};
 use crate::command::{self, Command};
+use crate::config::Config;
 use crate::llm::kv::KvSnapshot;
 use crate::llm::{Conversation, Engine, Message, Role, Sampler, SamplerConfig, TokenId};
 use crate::store::{Pending, Turn};
@@ -38,20 +43,37 @@ const CACHE_BYTES: usize = 128 << 20;
 
 /// The system prompt for a chat on the day it is answered (the date only:
 /// the prompt must stay the same all day for the cached prefix to hold).
-fn system_prompt(now_ms: i64) -> String {
-    let date = crate::clock::utc_minute(now_ms);
-    let date = date.split(' ').next().unwrap_or(&date);
-    format!(
-        "You are Hearth, a helpful assistant that runs offline on its owner's home computer. \
-         Today is {date}. Answer briefly and truthfully; say so when you do not know."
-    )
+fn system_prompt(config: &Config, now_ms: i64, excerpts: bool) -> String {
+    let date = jiff::Timestamp::from_millisecond(now_ms)
+        .map(|t| {
+            t.to_zoned_datetime(config.time_zone.zone())
+                .strftime("%A %-d %B %Y")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let owner = match &config.owner.name {
+        Some(name) => format!(" Your owner is {name}."),
+        None => String::new(),
+    };
+    let base = format!(
+        "You are Hearth, a helpful assistant that runs offline on its owner's home computer.{owner} \
+         Today is {date}. Answer briefly and truthfully; say so when you do not know. \
+         You cannot act: you do not send messages, set reminders or open files; \
+         the owner does that with commands (/help lists them)."
+    );
+    if excerpts {
+        crate::sources::chat_system_prompt(&base)
+    } else {
+        base
+    }
 }
 
 /// The loop; returns when `shutdown` is cancelled.
 pub fn run(
     engine: Engine,
+    mut memory: Option<Memory>,
     shared: &Shared,
-    config: &crate::config::Config,
+    config: &Config,
     wake: &Receiver<()>,
     shutdown: &CancellationToken,
     max_tokens: usize,
@@ -74,42 +96,51 @@ pub fn run(
     };
     let mut cache = ChatCache::default();
     while !shutdown.is_cancelled() {
-        let heads = match shared.store().pending_heads() {
-            Ok(h) => h,
+        shared.beat();
+        let next = match next_message(shared, config, &served) {
+            Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "reading the queue failed");
                 std::thread::sleep(IDLE_POLL);
                 continue;
             }
         };
-        let Some(next) = heads
-            .into_iter()
-            .min_by_key(|p| (served.get(&p.chat_id).copied().unwrap_or(0), p.row))
-        else {
+        let Some(next) = next else {
             let _ = wake.recv_timeout(IDLE_POLL);
             continue;
         };
         tick += 1;
         served.insert(next.chat_id.clone(), tick);
+        if let Some(cmd) = owner_command(config, &next) {
+            let text = super::commands::run(shared, memory.as_mut(), &next, &cmd);
+            record(shared, &next, &text);
+            continue;
+        }
         let _ = shared.events.send(Event::Typing {
             chat_id: next.chat_id.clone(),
             on: true,
         });
-        if let Some(cmd) = owner_command(config, &next) {
-            let text = run_command(shared, &next, &cmd);
-            match shared.store().record_reply(&next, &text) {
-                Ok(reply) => {
-                    let _ = shared.events.send(Event::Reply(reply));
-                }
-                Err(e) => tracing::error!(error = %e, "recording a command reply failed"),
+        // Excerpts for the owner's chats only: other people never get the
+        // owner's documents.
+        let sources = match memory.as_mut() {
+            Some(m) if owner_chat(config, &next) => {
+                m.recall(&shared.store(), &next.chat_id, &next.text)
             }
-            continue;
+            _ => Vec::new(),
+        };
+        if let Some(m) = &memory {
+            m.remember(shared, &next.chat_id, &next.msg_id, &next.text);
         }
         cache.load(&next.chat_id, &mut conv);
         let answer = answer(
-            &engine,
-            shared,
+            &Turning {
+                engine: &engine,
+                shared,
+                config,
+                excerpts: memory.is_some(),
+            },
             &next,
+            &sources,
             &mut conv,
             &mut sampler,
             shutdown,
@@ -124,74 +155,91 @@ pub fn run(
             // Shut down mid-generation: the message stays queued.
             break;
         };
-        match shared.store().record_reply(&next, &text) {
-            Ok(reply) => {
-                tracing::debug!(out_id = reply.out_id, "reply recorded");
-                let _ = shared.events.send(Event::Reply(reply));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "recording a reply failed");
-                std::thread::sleep(IDLE_POLL);
-            }
+        if let (Some(out_id), Some(m)) = (record(shared, &next, &text), &memory) {
+            m.remember(shared, &next.chat_id, &format!("out:{out_id}"), &text);
         }
     }
     tracing::info!("agent stopped");
 }
 
-/// The command in `msg`, when the owner wrote it in their own chat: a
-/// terminal chat, or a direct chat with a configured owner number (the chat
-/// id is the sender's id in direct chats; a group never qualifies, its id
-/// is the group's). Anyone else's `/…` is plain text.
-fn owner_command(config: &crate::config::Config, msg: &Pending) -> Option<Command> {
-    let owner_chat = crate::proto::ChatId::is_local(&msg.chat_id)
-        || (msg.chat_id == msg.sender && config.is_owner_number(&msg.sender));
-    if !owner_chat {
+/// The message to take next: the head of the chat served longest ago, or
+/// while paused the owner's oldest waiting command.
+fn next_message(
+    shared: &Shared,
+    config: &Config,
+    served: &HashMap<String, u64>,
+) -> Result<Option<Pending>, crate::store::StoreError> {
+    let store = shared.store();
+    if store.paused()? {
+        return Ok(store
+            .pending_commands()?
+            .into_iter()
+            .find(|p| owner_command(config, p).is_some()));
+    }
+    Ok(store
+        .pending_heads()?
+        .into_iter()
+        .min_by_key(|p| (served.get(&p.chat_id).copied().unwrap_or(0), p.row)))
+}
+
+/// Records `text` as the reply to `msg` and hands it out; the reply's
+/// outbox id, or `None` when the store failed (the message stays queued).
+fn record(shared: &Shared, msg: &Pending, text: &str) -> Option<i64> {
+    let recorded = shared.store().record_reply(msg, text);
+    match recorded {
+        Ok(reply) => {
+            tracing::debug!(out_id = reply.out_id, "reply recorded");
+            let out_id = reply.out_id;
+            let _ = shared.events.send(Event::Reply(reply));
+            Some(out_id)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a reply failed");
+            std::thread::sleep(IDLE_POLL);
+            None
+        }
+    }
+}
+
+/// What a turn is rendered with.
+struct Turning<'a> {
+    engine: &'a Engine,
+    shared: &'a Shared,
+    config: &'a Config,
+    /// Whether turns may carry excerpts (the system prompt says so).
+    excerpts: bool,
+}
+
+/// Whether `msg` is in the owner's own chat: a terminal chat, or a direct
+/// chat with a configured owner number (the chat id is the sender's id in
+/// direct chats; a group never qualifies, its id is the group's).
+fn owner_chat(config: &Config, msg: &Pending) -> bool {
+    crate::proto::ChatId::is_local(&msg.chat_id)
+        || (msg.chat_id == msg.sender && config.is_owner_number(&msg.sender))
+}
+
+/// The command in `msg`, when the owner wrote it in their own chat.
+/// Anyone else's `/…` is plain text.
+fn owner_command(config: &Config, msg: &Pending) -> Option<Command> {
+    if !owner_chat(config, msg) {
         return None;
     }
     command::parse(&msg.text)
-}
-
-/// Carries out an owner command; returns the reply.
-fn run_command(shared: &Shared, msg: &Pending, cmd: &Command) -> String {
-    tracing::info!(command = cmd.name(), "owner command");
-    match cmd {
-        Command::Help => command::HELP.to_string(),
-        Command::Status => match shared.status() {
-            Ok(s) => format!(
-                "Model {}, up {} s, {} message(s) waiting, {} reply(ies) unsent, bridge {}.",
-                s.model,
-                s.uptime_s,
-                // This command itself is still counted as waiting.
-                s.queue_depth.saturating_sub(1),
-                s.unsent_replies,
-                if s.bridge_connected {
-                    "connected"
-                } else {
-                    "not connected"
-                }
-            ),
-            Err(e) => format!("Status unavailable: {e}"),
-        },
-        Command::New => match shared.store().restart_chat(&msg.chat_id, msg.row) {
-            Ok(()) => "Fresh conversation started.".to_string(),
-            Err(e) => format!("Could not start afresh: {e}"),
-        },
-        Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
-    }
 }
 
 /// The reply text, or `None` when shutdown interrupted the generation.
 /// A message the model cannot take (too long for the context) gets a
 /// short explanation instead, so it is not retried forever.
 fn answer(
-    engine: &Engine,
-    shared: &Shared,
+    turn: &Turning<'_>,
     msg: &Pending,
+    sources: &[crate::search::Hit],
     conv: &mut Conversation,
     sampler: &mut Sampler,
     shutdown: &CancellationToken,
     max_tokens: usize,
 ) -> Option<String> {
+    let (engine, shared) = (turn.engine, turn.shared);
     let history = shared
         .store()
         .history(&msg.chat_id, HISTORY_TURNS)
@@ -200,7 +248,7 @@ fn answer(
     let budget = max_tokens.min(ctx / 2);
     let mut skip = 0;
     let prompt = loop {
-        let messages = messages(engine, &history[skip..], &msg.text);
+        let messages = messages(turn, &history[skip..], &msg.text, sources);
         let tokens = engine
             .render_chat(&messages, true)
             .map(|r| engine.tokenize_chat(&r));
@@ -221,6 +269,7 @@ fn answer(
         budget.min(ctx - prompt.len()),
         sampler,
         &mut |_| {
+            shared.beat();
             if shutdown.is_cancelled() {
                 interrupted = true;
                 ControlFlow::Break(())
@@ -252,12 +301,21 @@ fn answer(
     }
 }
 
-/// System prompt, stored turns, then the new message; every stored text is
-/// neutralised so no message can open a new turn of its own.
-fn messages(engine: &Engine, history: &[Turn], text: &str) -> Vec<Message> {
+/// System prompt, stored turns, then the new message (after this turn's
+/// excerpts, when there are any); every stored text is neutralised so no
+/// message can open a new turn of its own. The stored history holds bare
+/// messages, so the rendering of past turns, and with it the cached
+/// prefix, stays the same from turn to turn.
+fn messages(
+    turn: &Turning<'_>,
+    history: &[Turn],
+    text: &str,
+    sources: &[crate::search::Hit],
+) -> Vec<Message> {
+    let engine = turn.engine;
     let mut m = vec![Message::new(
         Role::System,
-        system_prompt(crate::clock::now_ms()),
+        system_prompt(turn.config, crate::clock::now_ms(), turn.excerpts),
     )];
     for t in history {
         let role = if t.outgoing {
@@ -267,7 +325,16 @@ fn messages(engine: &Engine, history: &[Turn], text: &str) -> Vec<Message> {
         };
         m.push(Message::new(role, engine.neutralize(&t.text)));
     }
-    m.push(Message::new(Role::User, engine.neutralize(text)));
+    let neutralize = |t: &str| engine.neutralize(t);
+    let material = if sources.is_empty() {
+        String::new()
+    } else {
+        crate::sources::turn_material(sources, &neutralize)
+    };
+    m.push(Message::new(
+        Role::User,
+        format!("{material}{}", engine.neutralize(text)),
+    ));
     m
 }
 

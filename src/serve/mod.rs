@@ -10,8 +10,11 @@
 //! or model code (the agent drives the engine).
 
 pub mod agent;
+mod commands;
+pub mod memory;
+mod reminders;
+mod systemd;
 
-use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,6 +50,13 @@ pub struct Shared {
     started: Instant,
     model: String,
     bridges: AtomicUsize,
+    /// Wakes the reminder clock when a reminder is added or cancelled.
+    reminders_changed: tokio::sync::Notify,
+    /// The owner's time zone (reminders, the date in prompts).
+    time_zone: jiff::tz::TimeZone,
+    /// When the agent last showed signs of life (ms since the epoch), for
+    /// the systemd watchdog.
+    agent_beat: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
@@ -57,19 +67,36 @@ impl Shared {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` on the store, locked for just that call (a guard taken in
+    /// a `match` scrutinee would stay held through the arms).
+    pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.store())
+    }
+
+    /// The agent is alive (it calls this between messages and tokens).
+    fn beat(&self) {
+        self.agent_beat
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+    }
+
     fn wake_agent(&self) {
         let _ = self.wake.lock().map(|w| w.send(()));
     }
 
     pub fn status(&self) -> Result<StatusReport, StoreError> {
         let store = self.store();
+        let index = store.stats()?;
         Ok(StatusReport {
             model: self.model.clone(),
             uptime_s: self.started.elapsed().as_secs(),
             queue_depth: store.queue_depth()?,
-            unsent_replies: store.unsent_replies()?.len() as u64,
+            unsent_replies: store.unsent_count()?,
             bridge_connected: self.bridges.load(Ordering::Relaxed) > 0,
-            paused: false,
+            paused: store.paused()?,
+            documents: index.documents,
+            messages: index.messages,
+            chunks: index.chunks,
+            reminders: store.pending_reminders()?.len() as u64,
         })
     }
 }
@@ -84,14 +111,20 @@ pub struct ServeOptions {
     pub config: crate::config::Config,
 }
 
-/// Runs the daemon until `shutdown` is cancelled.
+/// Runs the daemon until `shutdown` is cancelled. Without an embedder
+/// (none installed) it answers without memory: no search, no excerpts.
 pub async fn run(
     store: Store,
     engine: crate::llm::Engine,
+    embedder: Option<crate::embed::Embedder>,
     opts: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = bind(&opts.socket)?;
+    let memory = match embedder {
+        Some(e) => Some(memory::Memory::load(e, &store).context("loading the search index")?),
+        None => None,
+    };
     let (events, _) = broadcast::channel(256);
     let (wake_tx, wake_rx) = std::sync::mpsc::channel();
     let shared = Arc::new(Shared {
@@ -101,6 +134,9 @@ pub async fn run(
         started: Instant::now(),
         model: opts.model_name.clone(),
         bridges: AtomicUsize::new(0),
+        reminders_changed: tokio::sync::Notify::new(),
+        time_zone: opts.config.time_zone.zone(),
+        agent_beat: std::sync::atomic::AtomicI64::new(crate::clock::now_ms()),
     });
     let agent = {
         let shared = shared.clone();
@@ -109,9 +145,11 @@ pub async fn run(
         let config = opts.config.clone();
         std::thread::Builder::new()
             .name("hearth-agent".into())
-            .spawn(move || agent::run(engine, &shared, &config, &wake_rx, &shutdown, max))
+            .spawn(move || agent::run(engine, memory, &shared, &config, &wake_rx, &shutdown, max))
             .context("starting the agent thread")?
     };
+    let clock = tokio::spawn(reminders::run(shared.clone(), shutdown.clone()));
+    systemd::ready(&shared, &shutdown);
     tracing::info!(socket = %opts.socket.display(), "serving");
     loop {
         tokio::select! {
@@ -131,7 +169,9 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down");
+    systemd::stopping();
     shared.wake_agent();
+    let _ = clock.await;
     let _ = tokio::task::spawn_blocking(move || agent.join()).await;
     let _ = std::fs::remove_file(&opts.socket);
     Ok(())
@@ -211,11 +251,7 @@ async fn connection(
     .await?;
     let mut events = shared.events.subscribe();
     let _bridge = (role == ClientRole::Bridge).then(|| BridgeGuard::new(&shared));
-    if role == ClientRole::Bridge {
-        resend_unsent(&shared, &mut w).await?;
-    }
-    // Chats this client wrote in: a CLI client hears only those.
-    let mut my_chats: HashSet<String> = HashSet::new();
+    resend_unsent(&shared, role, &mut w).await?;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -226,9 +262,6 @@ async fn connection(
                 };
                 match frame {
                     Ok(f) => {
-                        if let ClientFrame::Inbound(m) = &f {
-                            my_chats.insert(m.chat_id.0.clone());
-                        }
                         for reply in handle(&shared, role, f).await? {
                             send(&mut w, &reply).await?;
                         }
@@ -237,18 +270,17 @@ async fn connection(
                 }
             }
             event = events.recv() => match event {
-                Ok(Event::Reply(r)) if hears(role, &my_chats, &r.chat_id) => {
+                Ok(Event::Reply(r)) if hears(role, &r.chat_id) => {
                     send(&mut w, &outbound(&r)).await?;
                 }
-                Ok(Event::Typing { chat_id, on }) if hears(role, &my_chats, &chat_id) => {
+                Ok(Event::Typing { chat_id, on }) if hears(role, &chat_id) => {
                     send(&mut w, &ServerFrame::Typing { chat_id: ChatId(chat_id), on }).await?;
                 }
                 Ok(_) => {}
                 // Missed events: the outbox still has every unsent reply.
-                Err(broadcast::error::RecvError::Lagged(_)) if role == ClientRole::Bridge => {
-                    resend_unsent(&shared, &mut w).await?;
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    resend_unsent(&shared, role, &mut w).await?;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
         }
@@ -256,22 +288,31 @@ async fn connection(
 }
 
 /// Whether a client hears about `chat_id`: the bridge every transport
-/// chat, a CLI client the chats it wrote in.
-fn hears(role: ClientRole, my_chats: &HashSet<String>, chat_id: &str) -> bool {
+/// chat, a CLI client the terminal chats (it picks out the replies to its
+/// own messages, and shows reminders).
+fn hears(role: ClientRole, chat_id: &str) -> bool {
     match role {
         ClientRole::Bridge => !ChatId::is_local(chat_id),
-        ClientRole::Cli => my_chats.contains(chat_id),
+        ClientRole::Cli => ChatId::is_local(chat_id),
     }
 }
 
-/// Every reply not yet confirmed, for a bridge that (re)connected or
-/// missed events. The bridge drops ids it has already delivered.
+/// What a client that (re)connected or missed events has not confirmed:
+/// for the bridge every unsent reply in a transport chat, for a CLI client
+/// the reminders that fired in a terminal chat while no terminal was
+/// connected (replies to a terminal that went away are not its business).
+/// Clients drop ids they have already delivered.
 async fn resend_unsent(
     shared: &Arc<Shared>,
+    role: ClientRole,
     w: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> anyhow::Result<()> {
     let unsent = shared.store().unsent_replies()?;
-    for r in unsent.iter().filter(|r| !ChatId::is_local(&r.chat_id)) {
+    let due = |r: &&Reply| match role {
+        ClientRole::Bridge => !ChatId::is_local(&r.chat_id),
+        ClientRole::Cli => ChatId::is_local(&r.chat_id) && r.reply_to.is_none(),
+    };
+    for r in unsent.iter().filter(due) {
         send(w, &outbound(r)).await?;
     }
     Ok(())

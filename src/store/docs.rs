@@ -103,6 +103,21 @@ fn path_text(p: &Path) -> String {
 }
 
 /// Embeddings are stored as little-endian f32.
+/// Adds `chunks` to message row `message` (inside the caller's transaction).
+fn insert_message_chunks(
+    tx: &rusqlite::Transaction<'_>,
+    message: i64,
+    chunks: &[NewChunk],
+) -> Result<(), StoreError> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO chunks (message_id, ord, text, embedding) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (i, c) in chunks.iter().enumerate() {
+        st.execute(params![message, i as i64, c.text, vector_blob(&c.embedding)])?;
+    }
+    Ok(())
+}
+
 fn vector_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -311,15 +326,35 @@ impl Store {
             |r| r.get(0),
         )?;
         if n == 1 {
-            let mut st = tx.prepare(
-                "INSERT INTO chunks (message_id, ord, text, embedding) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (i, c) in chunks.iter().enumerate() {
-                st.execute(params![id, i as i64, c.text, vector_blob(&c.embedding)])?;
-            }
+            insert_message_chunks(&tx, id, chunks)?;
         }
         tx.commit()?;
         Ok((id, n == 1))
+    }
+
+    /// Adds search chunks to a stored message (by chat and message id),
+    /// unless it has some already. False when there is no such message.
+    pub fn index_message(
+        &mut self,
+        chat_id: &str,
+        msg_id: &str,
+        chunks: &[NewChunk],
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM messages WHERE chat_id = ?1 AND msg_id = ?2
+                 AND NOT EXISTS (SELECT 1 FROM chunks WHERE message_id = messages.id)",
+                params![chat_id, msg_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        insert_message_chunks(&tx, id, chunks)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// How many chunks the full-text index holds, and in how many of them
@@ -402,12 +437,17 @@ impl Store {
         Ok(v.map(|b| blob_vector(&b)))
     }
 
-    /// Calls `f` with every chunk id and embedding, in id order.
-    pub fn for_each_embedding(&self, mut f: impl FnMut(i64, &[f32])) -> Result<(), StoreError> {
+    /// Calls `f` with the id and embedding of every chunk after chunk id
+    /// `after`, in id order.
+    pub fn for_each_embedding(
+        &self,
+        after: i64,
+        mut f: impl FnMut(i64, &[f32]),
+    ) -> Result<(), StoreError> {
         let mut st = self
             .conn
-            .prepare("SELECT id, embedding FROM chunks ORDER BY id")?;
-        let mut rows = st.query([])?;
+            .prepare_cached("SELECT id, embedding FROM chunks WHERE id > ?1 ORDER BY id")?;
+        let mut rows = st.query([after])?;
         let mut buf = Vec::new();
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
@@ -416,6 +456,15 @@ impl Store {
             f(id, &buf);
         }
         Ok(())
+    }
+
+    /// How many chunks (documents' and messages') are stored.
+    pub fn chunk_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM chunks")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     pub fn stats(&self) -> Result<IndexStats, StoreError> {

@@ -8,6 +8,7 @@
 
 mod docs;
 mod queue;
+mod reminders;
 mod schema;
 
 use std::fs::{self, OpenOptions};
@@ -21,6 +22,7 @@ pub use docs::{
     NewMessage, RootId, RootRow, Source,
 };
 pub use queue::{Pending, Reply, Turn};
+pub use reminders::{ReminderId, ReminderRow};
 
 use crate::key::{self, Key, KeyError};
 use crate::paths::Paths;

@@ -40,6 +40,41 @@ pub struct Turn {
     pub text: String,
 }
 
+/// Puts `text` into the outbox and `chat`'s history (inside the caller's
+/// transaction); `answers` is the inbound message's row and id when it is a
+/// reply. Returns the outbox id.
+pub(super) fn insert_outgoing(
+    tx: &rusqlite::Transaction<'_>,
+    chat: &str,
+    answers: Option<(i64, &str)>,
+    text: &str,
+) -> Result<i64, StoreError> {
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO outbox (chat_id, inbound, reply_to, text, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![chat, answers.map(|a| a.0), answers.map(|a| a.1), text, now],
+    )?;
+    let out_id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms)
+         VALUES (?1, ?2, 'hearth', 1, ?3, ?4)",
+        params![chat, format!("out:{out_id}"), text, now],
+    )?;
+    Ok(out_id)
+}
+
+fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
+    Ok(Pending {
+        row: r.get(0)?,
+        chat_id: r.get(1)?,
+        msg_id: r.get(2)?,
+        sender: r.get(3)?,
+        text: r.get(4)?,
+        ts_ms: r.get(5)?,
+    })
+}
+
 impl Store {
     /// Stores an inbound message and queues it for a reply. Returns false
     /// when the same message (chat and message id) was accepted before:
@@ -71,19 +106,31 @@ impl Store {
              ) h ON m.id = h.head
              ORDER BY m.id",
         )?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(Pending {
-                    row: r.get(0)?,
-                    chat_id: r.get(1)?,
-                    msg_id: r.get(2)?,
-                    sender: r.get(3)?,
-                    text: r.get(4)?,
-                    ts_ms: r.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+        let rows = st.query_map([], pending_row)?.collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    /// Every unanswered message that looks like a command (starts with
+    /// `/`), oldest first: while answering is paused, the owner's
+    /// `/resume` must not wait behind the messages queued before it.
+    pub fn pending_commands(&self) -> Result<Vec<Pending>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT m.id, m.chat_id, m.msg_id, m.sender, m.text, m.ts_ms
+             FROM inbox i JOIN messages m ON m.id = i.message_id
+             WHERE i.answered = 0 AND ltrim(m.text) LIKE '/%'
+             ORDER BY m.id",
+        )?;
+        let rows = st.query_map([], pending_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Replies not yet confirmed delivered.
+    pub fn unsent_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE sent_ms IS NULL")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     /// Unanswered inbound messages.
@@ -110,17 +157,11 @@ impl Store {
         let (out_id, text) = match existing {
             Some(found) => found,
             None => {
-                let now = now_ms();
-                tx.execute(
-                    "INSERT INTO outbox (chat_id, inbound, reply_to, text, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![inbound.chat_id, inbound.row, inbound.msg_id, text, now],
-                )?;
-                let out_id = tx.last_insert_rowid();
-                tx.execute(
-                    "INSERT INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms)
-                     VALUES (?1, ?2, 'hearth', 1, ?3, ?4)",
-                    params![inbound.chat_id, format!("out:{out_id}"), text, now],
+                let out_id = insert_outgoing(
+                    &tx,
+                    &inbound.chat_id,
+                    Some((inbound.row, &inbound.msg_id)),
+                    text,
                 )?;
                 (out_id, text.to_string())
             }

@@ -94,6 +94,25 @@ const MIGRATIONS: &[&str] = &[
         after   INTEGER NOT NULL
     );
     ",
+    // 4: reminders (fired through the outbox, in the same transaction that
+    // marks them fired) and the daemon's persistent switches (`/pause`).
+    "
+    CREATE TABLE reminders (
+        id         INTEGER PRIMARY KEY,
+        chat_id    TEXT NOT NULL,
+        text       TEXT NOT NULL,
+        due_ms     INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        out_id     INTEGER REFERENCES outbox(id) ON DELETE SET NULL,
+        state      TEXT NOT NULL DEFAULT 'pending'
+                   CHECK (state IN ('pending', 'fired', 'cancelled'))
+    );
+    CREATE INDEX reminders_due ON reminders(state, due_ms);
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -4,6 +4,8 @@
 // Each test crate uses only some of these.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

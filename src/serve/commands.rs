@@ -1,0 +1,155 @@
+//! Carrying out owner commands (parsed by [`crate::command`]) in the
+//! daemon: each returns the text of the reply. Runs on the agent thread.
+//!
+//! Who may command is decided before this (the agent's `owner_command`);
+//! must not hold SQL (it calls the store).
+
+use super::Shared;
+use super::memory::Memory;
+use crate::command::{self, Command};
+use crate::reminder;
+use crate::store::Pending;
+
+/// Hits `/search` shows.
+const SEARCH_HITS: usize = 5;
+
+/// Carries out `cmd`, which arrived as `msg`; returns the reply.
+pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Command) -> String {
+    tracing::info!(command = cmd.name(), "owner command");
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, command = cmd.name(), "owner command failed");
+        format!("Could not {what}: {e}")
+    };
+    match cmd {
+        Command::Help => command::HELP.to_string(),
+        Command::Status => match shared.status() {
+            Ok(s) => format!(
+                "Model {}, up {}, {} message(s) waiting, {} reply(ies) unsent, bridge {}{}.\n\
+                 Memory: {} document(s), {} message(s), {} chunk(s). {} reminder(s) pending.",
+                s.model,
+                uptime(s.uptime_s),
+                // This command itself is still counted as waiting.
+                s.queue_depth.saturating_sub(1),
+                s.unsent_replies,
+                if s.bridge_connected {
+                    "connected"
+                } else {
+                    "not connected"
+                },
+                if s.paused { ", answering PAUSED" } else { "" },
+                s.documents,
+                s.messages,
+                s.chunks,
+                s.reminders,
+            ),
+            Err(e) => failed("read the status", &e),
+        },
+        Command::New => match shared.with_store(|s| s.restart_chat(&msg.chat_id, msg.row)) {
+            Ok(()) => "Fresh conversation started.".to_string(),
+            Err(e) => failed("start afresh", &e),
+        },
+        Command::Search(q) if q.is_empty() => "Search for what? e.g. /search wifi password".into(),
+        Command::Search(q) => match memory {
+            None => {
+                "Search is off: the embedding model is not installed (scripts/setup.sh fetches it)."
+                    .into()
+            }
+            Some(m) => match m.search(&shared.store(), q, SEARCH_HITS) {
+                Ok(hits) if hits.is_empty() => "Nothing found.".into(),
+                Ok(hits) => hits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        format!(
+                            "[{}] {}\n{}",
+                            i + 1,
+                            crate::sources::display_path(&h.path),
+                            h.snippet
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+                Err(e) => failed("search", &e),
+            },
+        },
+        Command::Remind(args) => {
+            let now = crate::clock::now_ms();
+            let now_z = match jiff::Timestamp::from_millisecond(now) {
+                Ok(t) => t.to_zoned_datetime(shared.time_zone.clone()),
+                Err(e) => return failed("read the clock", &e),
+            };
+            match reminder::parse(args, &now_z) {
+                Ok(r) => {
+                    let due = r.due.as_millisecond();
+                    match shared.with_store(|s| s.add_reminder(&msg.chat_id, &r.what, due)) {
+                        Ok(id) => {
+                            shared.reminders_changed.notify_one();
+                            format!(
+                                "Reminder {} set for {}: {}",
+                                id.0,
+                                reminder::describe(r.due, &shared.time_zone),
+                                r.what
+                            )
+                        }
+                        Err(e) => failed("store the reminder", &e),
+                    }
+                }
+                Err(e) => format!("Not set: {e}"),
+            }
+        }
+        Command::Reminders => match shared.with_store(|s| s.pending_reminders()) {
+            Ok(rs) if rs.is_empty() => "No reminders pending.".into(),
+            Ok(rs) => rs
+                .iter()
+                .map(|r| {
+                    let due = jiff::Timestamp::from_millisecond(r.due_ms)
+                        .map(|t| reminder::describe(t, &shared.time_zone))
+                        .unwrap_or_default();
+                    format!("{}. {due}: {}", r.id.0, r.text)
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => failed("list reminders", &e),
+        },
+        Command::Cancel(None) => "Cancel which? /reminders lists them with their numbers.".into(),
+        Command::Cancel(Some(id)) => match shared.with_store(|s| s.cancel_reminder(*id)) {
+            Ok(true) => {
+                shared.reminders_changed.notify_one();
+                format!("Reminder {} cancelled.", id.0)
+            }
+            Ok(false) => format!("No pending reminder {}; /reminders lists them.", id.0),
+            Err(e) => failed("cancel", &e),
+        },
+        Command::Pause => match shared.with_store(|s| s.set_paused(true)) {
+            Ok(()) => "Paused: messages are kept but not answered until /resume.".into(),
+            Err(e) => failed("pause", &e),
+        },
+        Command::Resume => match resume(shared) {
+            Ok(waiting) => {
+                format!("Resumed; answering the {waiting} message(s) that arrived meanwhile.")
+            }
+            Err(e) => failed("resume", &e),
+        },
+        Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
+    }
+}
+
+/// Unpauses; returns how many messages wait (besides the `/resume`).
+/// One lock for both: a guard held in a `match` scrutinee lives through
+/// the arms, so the arms must not lock again.
+fn resume(shared: &Shared) -> Result<u64, crate::store::StoreError> {
+    let mut store = shared.store();
+    store.set_paused(false)?;
+    Ok(store.queue_depth()?.saturating_sub(1))
+}
+
+/// `3 d 4 h`, `2 h 5 min`, `40 s`.
+fn uptime(s: u64) -> String {
+    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
