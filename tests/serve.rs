@@ -367,3 +367,41 @@ fn init_writes_a_config_whose_owner_may_command() {
         "{err}"
     );
 }
+
+#[test]
+fn under_systemd_it_says_ready_pings_the_watchdog_and_stops_cleanly() {
+    use std::os::unix::net::UnixDatagram;
+    common::require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut serve = hearth_with_store(dir.path(), "key", &["serve", "-t", "1"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = notify.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
+    };
+    assert_eq!(next(), "READY=1");
+    // Ready means listening.
+    UnixStream::connect(socket(dir.path())).unwrap();
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    let term = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    while next() != "STOPPING=1" {}
+    let status = serve.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean exit");
+    assert!(!socket(dir.path()).exists(), "the socket file is removed");
+}

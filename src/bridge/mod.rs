@@ -1,9 +1,119 @@
 //! The bridge side of the socket: a client that holds a transport session
 //! and forwards messages to `hearth serve`. [`simulate`] replaces the
 //! transport with stdin/stdout (tests, benchmarks, trying Hearth without a
-//! phone); the WhatsApp adapter comes later.
+//! phone); the WhatsApp adapter comes later. Here too: how a long reply is
+//! cut to the transport's message limit.
 //!
 //! Must not open the store, the index or a model: the bridge only maps
 //! transport messages to protocol frames and back.
 
 pub mod simulate;
+
+/// The longest WhatsApp message Hearth sends, in characters.
+pub const WHATSAPP_MAX_CHARS: usize = 4000;
+
+/// Separators a reply is cut at, best first: paragraphs, lines,
+/// sentences, words.
+const CUTS: [&str; 4] = ["\n\n", "\n", ". ", " "];
+
+/// `text` in parts of at most `limit` characters, cut at paragraph
+/// boundaries when it can be, else at line, sentence or word boundaries,
+/// and only as a last resort inside a word. Short text is one part.
+pub fn split_message(text: &str, limit: usize) -> Vec<String> {
+    let text = text.trim();
+    let limit = limit.max(1);
+    if text.chars().count() <= limit {
+        return vec![text.to_string()];
+    }
+    pack(text, limit, 0)
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Splits at `CUTS[level]` and packs the pieces greedily; pieces still too
+/// long go down a level.
+fn pack(text: &str, limit: usize, level: usize) -> Vec<String> {
+    let Some(sep) = CUTS.get(level) else {
+        let chars: Vec<char> = text.chars().collect();
+        return chars.chunks(limit).map(|c| c.iter().collect()).collect();
+    };
+    // A sentence keeps its full stop: cut after ". ", not before.
+    let keep = if *sep == ". " { "." } else { "" };
+    let glue = &sep[keep.len()..];
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let pieces: Vec<&str> = text.split(sep).collect();
+    let last = pieces.len() - 1;
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let piece = if i < last && !keep.is_empty() {
+            format!("{piece}{keep}")
+        } else {
+            piece.to_string()
+        };
+        let n = piece.chars().count();
+        if n > limit {
+            if !cur.is_empty() {
+                parts.push(std::mem::take(&mut cur));
+            }
+            parts.extend(pack(&piece, limit, level + 1));
+            continue;
+        }
+        let joined = cur.chars().count() + glue.chars().count() + n;
+        if cur.is_empty() {
+            cur = piece;
+        } else if joined <= limit {
+            cur.push_str(glue);
+            cur.push_str(&piece);
+        } else {
+            parts.push(std::mem::replace(&mut cur, piece));
+        }
+    }
+    if !cur.is_empty() {
+        parts.push(cur);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_one_part() {
+        assert_eq!(split_message(" hello \n", 4000), ["hello"]);
+    }
+
+    #[test]
+    fn long_text_is_cut_at_paragraphs_first() {
+        let para = |c: char| c.to_string().repeat(1500);
+        let text = format!("{}\n\n{}\n\n{}", para('a'), para('b'), para('c'));
+        let parts = split_message(&text, 4000);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], format!("{}\n\n{}", para('a'), para('b')));
+        assert_eq!(parts[1], para('c'));
+    }
+
+    #[test]
+    fn a_long_paragraph_is_cut_at_sentences_then_words_then_anywhere() {
+        let sentence = "word ".repeat(10) + "end.";
+        let text = vec![sentence.clone(); 200].join(" ");
+        let parts = split_message(&text, 500);
+        assert!(parts.iter().all(|p| p.chars().count() <= 500));
+        assert!(parts.iter().all(|p| p.ends_with("end.")), "{parts:?}");
+        assert_eq!(parts.join(" "), text);
+
+        let words = "abcdefghij ".repeat(100);
+        let parts = split_message(&words, 25);
+        assert!(parts.iter().all(|p| p.chars().count() <= 25));
+        assert_eq!(parts[0], "abcdefghij abcdefghij");
+
+        let blob = "é".repeat(9000);
+        let parts = split_message(&blob, 4000);
+        assert_eq!(
+            parts.iter().map(|p| p.chars().count()).collect::<Vec<_>>(),
+            [4000, 4000, 1000]
+        );
+    }
+}

@@ -189,9 +189,14 @@ async fn on_frame(
                     awaiting.remove(&(o.chat_id.0.clone(), to.0.clone()));
                 }
                 report.replies += 1;
-                let mut line = serde_json::to_string(&o).unwrap_or_default();
-                line.push('\n');
-                stdout.write_all(line.as_bytes()).await?;
+                // What a WhatsApp chat would show: one line per message,
+                // long replies cut under the limit.
+                for text in super::split_message(&o.text, super::WHATSAPP_MAX_CHARS) {
+                    let part = proto::Outbound { text, ..o.clone() };
+                    let mut line = serde_json::to_string(&part).unwrap_or_default();
+                    line.push('\n');
+                    stdout.write_all(line.as_bytes()).await?;
+                }
                 stdout.flush().await?;
             }
             w.write_all(proto::encode(&ClientFrame::Sent { out_id: o.out_id }).as_bytes())

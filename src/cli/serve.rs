@@ -38,7 +38,9 @@ pub struct InitArgs {
 pub struct BridgeArgs {
     /// Replace WhatsApp with stdin/stdout: inbound messages as JSON lines
     /// in ({"message_id","chat_id","sender_id","text","timestamp_ms"}),
-    /// replies as JSON lines out ({"out_id","chat_id","text","reply_to"})
+    /// replies as JSON lines out ({"out_id","chat_id","text","reply_to"});
+    /// a reply over WhatsApp's 4000 characters is several lines with one
+    /// out_id, cut at paragraph boundaries
     #[arg(long)]
     pub simulate: bool,
     /// The daemon's socket [default: DATA_DIR/hearth.sock]

@@ -32,6 +32,9 @@ use crate::store::{Pending, Turn};
 /// Stored turns of a chat put into its prompt (fewer when over budget).
 const HISTORY_TURNS: usize = 12;
 
+/// Tokens the repeat penalty looks back over (a whole default reply).
+const REPEAT_WINDOW: usize = 256;
+
 /// How long the agent sleeps when the queue is empty, at most (it is woken
 /// on every new message; this only bounds a missed wake-up).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -82,9 +85,12 @@ pub fn run(
     // ago goes next, so a busy chat cannot starve the others.
     let mut served: HashMap<String, u64> = HashMap::new();
     let mut tick = 0u64;
-    // The CLI chat's default temperature.
+    // The CLI chat's default temperature, and a repeat penalty over the
+    // whole reply: with the default 64-token window SmolLM2 repeated
+    // 60-token paragraphs until the reply budget ran out.
     let mut sampler = Sampler::new(SamplerConfig {
         temperature: 0.2,
+        repeat_last_n: REPEAT_WINDOW,
         ..SamplerConfig::default()
     });
     let mut conv = match engine.new_conversation() {
@@ -185,6 +191,7 @@ fn next_message(
 /// Records `text` as the reply to `msg` and hands it out; the reply's
 /// outbox id, or `None` when the store failed (the message stays queued).
 fn record(shared: &Shared, msg: &Pending, text: &str) -> Option<i64> {
+    let text = cap(text);
     let recorded = shared.store().record_reply(msg, text);
     match recorded {
         Ok(reply) => {
@@ -199,6 +206,22 @@ fn record(shared: &Shared, msg: &Pending, text: &str) -> Option<i64> {
             None
         }
     }
+}
+
+/// Replies longer than this are cut (an outbound frame must stay under
+/// the protocol's 64 KiB; the bridge splits what it sends further).
+const MAX_REPLY_BYTES: usize = 48 * 1024;
+
+/// `text` cut to [`MAX_REPLY_BYTES`] at a character boundary.
+fn cap(text: &str) -> &str {
+    if text.len() <= MAX_REPLY_BYTES {
+        return text;
+    }
+    let mut end = MAX_REPLY_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// What a turn is rendered with.
