@@ -17,6 +17,17 @@ pub struct Config {
     /// IANA time zone for reminders and dates in replies.
     pub time_zone: TimeZone,
     pub model: ModelConfig,
+    pub storage: Storage,
+}
+
+/// Where the store lives, when not given by flag or environment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// The data directory (database, socket).
+    pub data_dir: Option<PathBuf>,
+    /// The store's key file (keep it outside the data directory).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Who may command Hearth.
@@ -129,6 +140,16 @@ pub enum ConfigError {
     Exists { path: PathBuf },
 }
 
+impl Storage {
+    /// `path` with a leading `~/` put under `$HOME`.
+    pub fn expand(path: &Path) -> PathBuf {
+        match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+            (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
 impl Config {
     /// Reads `path`; a missing file is the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -168,7 +189,7 @@ impl Config {
 }
 
 /// The file `hearth init` writes: every setting with its default, commented.
-pub fn template(owner: Option<&PhoneNumber>) -> String {
+pub fn template(owner: Option<&PhoneNumber>, time_zone: &str) -> String {
     let numbers = match owner {
         Some(n) => format!("numbers = [\"{}\"]", n.0),
         None => "numbers = []            # e.g. [\"+4915112345678\"]".to_string(),
@@ -178,8 +199,9 @@ pub fn template(owner: Option<&PhoneNumber>) -> String {
 # wrote this file. Invalid settings stop `hearth serve` with the line and
 # the field that is wrong.
 
-# IANA time zone for reminders and the date in replies (e.g. "Europe/Berlin").
-time_zone = "UTC"
+# IANA time zone for reminders and the date in replies (e.g. "Europe/Berlin");
+# `hearth init` writes this box's zone.
+time_zone = "{time_zone}"
 
 [owner]
 # What Hearth calls you (optional).
@@ -198,10 +220,30 @@ context = 4096
 # Most tokens per reply.
 max_reply_tokens = 256
 
-# Retention (how long messages, chat memory, documents and audit records are
-# kept) comes with the privacy settings in a later release.
+[storage]
+# The data directory (encrypted database, socket). --data-dir and
+# HEARTH_DATA_DIR override it.
+# data_dir = "~/.local/share/hearth"
+# The store's key file, outside the data directory. --key-file and
+# HEARTH_KEY_FILE override it.
+# key_file = "~/.config/hearth/store.key"
+
+# [retention]
+# How long messages, opt-in chat memory, indexed documents, the media inbox
+# and audit records are kept; filled in by the privacy settings of a later
+# release (until then everything is kept until you remove it).
 "#
     )
+}
+
+/// This box's time zone by its IANA name (from `TZ` or `/etc/localtime`),
+/// or `UTC` when it has none Hearth can name.
+pub fn system_time_zone() -> String {
+    jiff::tz::TimeZone::try_system()
+        .ok()
+        .and_then(|tz| tz.iana_name().map(str::to_string))
+        .filter(|name| crate::reminder::time_zone(name).is_some())
+        .unwrap_or_else(|| "UTC".to_string())
 }
 
 /// Writes the template to `path` (mode 0600), refusing to overwrite unless
@@ -209,6 +251,7 @@ max_reply_tokens = 256
 pub fn write_template(
     path: &Path,
     owner: Option<&PhoneNumber>,
+    time_zone: &str,
     force: bool,
 ) -> Result<(), ConfigError> {
     use std::io::Write;
@@ -232,7 +275,8 @@ pub fn write_template(
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    f.write_all(template(owner).as_bytes()).map_err(io)
+    f.write_all(template(owner, time_zone).as_bytes())
+        .map_err(io)
 }
 
 #[cfg(test)]
@@ -241,9 +285,13 @@ mod tests {
 
     #[test]
     fn the_template_parses_to_the_defaults() {
-        assert_eq!(Config::parse(&template(None)).unwrap(), Config::default());
+        assert_eq!(
+            Config::parse(&template(None, "UTC")).unwrap(),
+            Config::default()
+        );
         let n = PhoneNumber::try_from("+49 151 1234-5678".to_string()).unwrap();
-        let c = Config::parse(&template(Some(&n))).unwrap();
+        let c = Config::parse(&template(Some(&n), "Europe/Berlin")).unwrap();
+        assert_eq!(c.time_zone.0, "Europe/Berlin");
         assert_eq!(c.owner.numbers, vec![n]);
         assert!(c.is_owner_number("4915112345678@s.whatsapp.net"));
         assert!(c.is_owner_number("+4915112345678"));

@@ -3,7 +3,8 @@
 //! directory so a copy of one is not a copy of both.
 //!
 //! Resolution order for each: the command-line flag, the environment
-//! (`HEARTH_DATA_DIR`, `HEARTH_KEY_FILE`), the XDG base directories, then
+//! (`HEARTH_DATA_DIR`, `HEARTH_KEY_FILE`), the config file's `[storage]`
+//! (the caller passes those in), the XDG base directories, then
 //! `~/.local/share/hearth` and `~/.config/hearth/store.key`.
 
 use std::path::{Path, PathBuf};

@@ -537,3 +537,53 @@ fn search_finds_documents_by_words_and_meaning() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn init_writes_the_boxs_time_zone_and_storage_settings_are_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let o = hearth(&["init"])
+        .env("HEARTH_CONFIG", &config)
+        .env("TZ", "Europe/Berlin")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(time zone Europe/Berlin)"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("time_zone = \"Europe/Berlin\""), "{text}");
+    assert!(
+        text.contains("[storage]") && text.contains("[retention]"),
+        "{text}"
+    );
+
+    // [storage] places the store when no flag or environment does.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = \"{}\"\nkey_file = \"{}\"\n",
+            elsewhere.join("data").display(),
+            elsewhere.join("key").display()
+        ),
+    )
+    .unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let o = hearth(&["index", "add", docs.to_str().unwrap()])
+        .env("HEARTH_CONFIG", &config)
+        .env_remove("HEARTH_DATA_DIR")
+        .env_remove("HEARTH_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(elsewhere.join("data/hearth.db").is_file());
+    assert!(elsewhere.join("key").is_file());
+
+    // A broken config is an error for every command that reads it.
+    std::fs::write(&config, "[storage]\ndata_dri = \"x\"\n").unwrap();
+    let o = hearth(&["index", "list"])
+        .env("HEARTH_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, &["config.toml", "data_dri"]);
+}

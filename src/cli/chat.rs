@@ -120,7 +120,7 @@ fn print_stats(g: &Generation) {
 
 pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
     if !a.local {
-        let socket = g.paths().socket();
+        let socket = g.paths()?.socket();
         if let Some(remote) = super::remote::Remote::connect(&socket)? {
             return super::remote::chat(remote, &socket);
         }
@@ -299,7 +299,7 @@ fn print_citations(sources: &[crate::search::Hit]) -> std::io::Result<()> {
 fn open_memory(
     g: &GlobalArgs,
 ) -> anyhow::Result<Option<(crate::store::Store, crate::embed::Embedder)>> {
-    let paths = g.paths();
+    let paths = g.paths()?;
     if !paths.database().exists() {
         return Ok(None);
     }

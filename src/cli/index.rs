@@ -34,7 +34,7 @@ pub enum IndexCommand {
 }
 
 pub(crate) fn open_store(g: &GlobalArgs) -> anyhow::Result<Store> {
-    Ok(Store::open(&g.paths(), Create::IfMissing)?)
+    Ok(Store::open(&g.paths()?, Create::IfMissing)?)
 }
 
 pub fn run(g: &GlobalArgs, a: IndexArgs) -> anyhow::Result<Outcome> {

@@ -245,7 +245,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Search(a) => search::run(&g, a),
         Command::Serve(a) => serve::serve(&g, a),
         Command::Bridge(a) => serve::bridge(&g, a),
-        Command::Status(a) => remote::status(&a.socket.unwrap_or_else(|| g.paths().socket())),
+        Command::Status(a) => match a.socket {
+            Some(s) => remote::status(&s),
+            None => remote::status(&g.paths()?.socket()),
+        },
         Command::Init(a) => serve::init(&g, a),
     }
 }
@@ -258,9 +261,20 @@ impl GlobalArgs {
             .unwrap_or_else(crate::paths::Paths::default_config)
     }
 
-    /// The data directory and key file this run uses.
-    pub fn paths(&self) -> crate::paths::Paths {
-        crate::paths::Paths::resolve(self.data_dir.clone(), self.key_file.clone())
+    /// The data directory and key file this run uses: flags and
+    /// environment first, then the config file's `[storage]`, then the
+    /// defaults. An invalid config file is an error here too.
+    pub fn paths(&self) -> anyhow::Result<crate::paths::Paths> {
+        let storage = crate::config::Config::load(&self.config_file())?.storage;
+        let from_config = |p: Option<PathBuf>| p.map(|p| crate::config::Storage::expand(&p));
+        Ok(crate::paths::Paths::resolve(
+            self.data_dir
+                .clone()
+                .or_else(|| from_config(storage.data_dir)),
+            self.key_file
+                .clone()
+                .or_else(|| from_config(storage.key_file)),
+        ))
     }
 }
 

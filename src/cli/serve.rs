@@ -90,8 +90,9 @@ pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
         .map(crate::config::PhoneNumber::try_from)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
-    crate::config::write_template(&path, owner.as_ref(), a.force)?;
-    outln!("wrote {}", path.display());
+    let zone = crate::config::system_time_zone();
+    crate::config::write_template(&path, owner.as_ref(), &zone, a.force)?;
+    outln!("wrote {} (time zone {zone})", path.display());
     if owner.is_none() {
         outln!("add your phone number under [owner] before linking WhatsApp");
     }
@@ -100,7 +101,7 @@ pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
 
 pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
     let config = crate::config::Config::load(&g.config_file())?;
-    let paths = g.paths();
+    let paths = g.paths()?;
     let socket = a.socket.unwrap_or_else(|| paths.socket());
     let store = Store::open(&paths, Create::IfMissing)?;
     if a.model.model.is_none() {
@@ -147,7 +148,10 @@ pub fn bridge(g: &GlobalArgs, a: BridgeArgs) -> anyhow::Result<Outcome> {
             "the WhatsApp bridge is not built yet; `hearth bridge --simulate` reads messages from stdin"
         );
     }
-    let socket = a.socket.unwrap_or_else(|| g.paths().socket());
+    let socket = match a.socket {
+        Some(s) => s,
+        None => g.paths()?.socket(),
+    };
     let rt = runtime()?;
     let report = rt.block_on(async {
         let shutdown = CancellationToken::new();

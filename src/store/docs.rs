@@ -113,7 +113,12 @@ fn insert_message_chunks(
         "INSERT INTO chunks (message_id, ord, text, embedding) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (i, c) in chunks.iter().enumerate() {
-        st.execute(params![message, i as i64, c.text, vector_blob(&c.embedding)])?;
+        st.execute(params![
+            message,
+            i as i64,
+            c.text,
+            vector_blob(&c.embedding)
+        ])?;
     }
     Ok(())
 }
