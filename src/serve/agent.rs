@@ -369,15 +369,15 @@ struct ChatCache {
 }
 
 impl ChatCache {
-    /// Puts `chat`'s cache into `conv`, or empties `conv` for a chat not
-    /// cached.
+    /// Puts `chat`'s cache into `conv`. A chat not cached keeps what
+    /// `conv` holds (the last chat answered): every chat's prompt starts
+    /// with the same system prompt, and the engine reuses the longest
+    /// common token prefix, so only the chat's own turns are prefilled.
     fn load(&mut self, chat: &str, conv: &mut Conversation) {
-        let restored = self
-            .chats
-            .iter()
-            .find(|(c, _)| c == chat)
-            .is_some_and(|(_, snap)| conv.restore(snap).is_ok());
-        if !restored {
+        let Some((_, snap)) = self.chats.iter().find(|(c, _)| c == chat) else {
+            return;
+        };
+        if conv.restore(snap).is_err() {
             conv.clear();
         }
     }
