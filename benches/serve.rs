@@ -28,7 +28,18 @@ fn hearth(dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// A WhatsApp direct chat (and its sender) for bench person `n`.
+fn person(n: usize) -> String {
+    format!("44700900{n:04}@s.whatsapp.net")
+}
+
+/// Starts serve with a config that lets the bench's people talk to it.
 fn start(dir: &Path, log: &Path) -> anyhow::Result<Child> {
+    let numbers: Vec<String> = (0..1000).map(|i| format!("\"+44700900{i:04}\"")).collect();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("[whatsapp]\nallowed = [{}]\n", numbers.join(", ")),
+    )?;
     let child = hearth(dir, &["serve", "-n", "16"])
         .env("RUST_LOG", "hearth=info")
         .stderr(std::fs::File::create(log)?)
@@ -73,7 +84,8 @@ fn through_bridge(dir: &Path, input: &str) -> anyhow::Result<Vec<serde_json::Val
 
 fn message(chat: usize, id: usize, text: &str) -> String {
     format!(
-        "{{\"message_id\":\"{id}\",\"chat_id\":\"chat{chat}\",\"sender_id\":\"s{chat}\",\"text\":\"{text}\",\"timestamp_ms\":{id}}}\n"
+        "{{\"message_id\":\"{id}\",\"chat_id\":\"{jid}\",\"sender_id\":\"{jid}\",\"text\":\"{text}\",\"timestamp_ms\":{id}}}\n",
+        jid = person(chat)
     )
 }
 
@@ -134,7 +146,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut last = vec![-1i64; chats];
     for r in &replies {
-        let chat: usize = r["chat_id"].as_str().unwrap_or("")[4..].parse()?;
+        let chat: usize = r["chat_id"].as_str().unwrap_or("")[8..12].parse()?;
         let id: i64 = r["reply_to"].as_str().unwrap_or("").parse()?;
         anyhow::ensure!(id > last[chat], "chat {chat} answered out of order");
         last[chat] = id;

@@ -22,6 +22,10 @@ pub enum Command {
     Reminders,
     /// Cancel a reminder by its number; `None` when no number was given.
     Cancel(Option<ReminderId>),
+    /// Let a sender the owner was asked about talk to Hearth (their code).
+    Approve(String),
+    /// Drop a sender's messages from now on (their code).
+    Deny(String),
     /// Stop answering (messages are still stored).
     Pause,
     /// Answer again, starting with what arrived meanwhile.
@@ -41,6 +45,8 @@ impl Command {
             Command::Remind(_) => "remind",
             Command::Reminders => "reminders",
             Command::Cancel(_) => "cancel",
+            Command::Approve(_) => "approve",
+            Command::Deny(_) => "deny",
             Command::Pause => "pause",
             Command::Resume => "resume",
             Command::Unknown(_) => "unknown",
@@ -57,6 +63,7 @@ pub const HELP: &str = "Commands:
 /remind WHEN WHAT: e.g. /remind in 10 minutes call Anna, /remind tomorrow 9am bins, /remind 2026-12-24 18:00 presents
 /reminders: pending reminders
 /cancel N: cancel reminder N
+/approve CODE, /deny CODE: let someone who wrote talk to Hearth, or not
 /pause, /resume: stop and restart answering (messages are kept and answered on resume)";
 
 /// The command in `text`, if it is one (starts with `/`).
@@ -74,6 +81,8 @@ pub fn parse(text: &str) -> Option<Command> {
         "remind" | "reminder" => Command::Remind(args.to_string()),
         "reminders" => Command::Reminders,
         "cancel" => Command::Cancel(args.trim_start_matches('#').parse().ok().map(ReminderId)),
+        "approve" => Command::Approve(args.to_ascii_uppercase()),
+        "deny" => Command::Deny(args.to_ascii_uppercase()),
         "pause" => Command::Pause,
         "resume" => Command::Resume,
         _ => Command::Unknown(word.chars().take(32).collect()),
@@ -117,6 +126,11 @@ mod tests {
         assert_eq!(parse("/cancel x"), Some(Command::Cancel(None)));
         assert_eq!(parse("/reminders"), Some(Command::Reminders));
         assert_eq!(parse("/pause"), Some(Command::Pause));
+        assert_eq!(
+            parse("/approve k7qx2"),
+            Some(Command::Approve("K7QX2".into()))
+        );
+        assert_eq!(parse("/deny K7QX2"), Some(Command::Deny("K7QX2".into())));
         assert_eq!(parse("/resume"), Some(Command::Resume));
     }
 }

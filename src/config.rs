@@ -18,6 +18,19 @@ pub struct Config {
     pub time_zone: TimeZone,
     pub model: ModelConfig,
     pub storage: Storage,
+    pub whatsapp: WhatsApp,
+}
+
+/// How Hearth meets people on WhatsApp.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatsApp {
+    /// Dedicated number (recommended) or the owner's personal account.
+    pub mode: crate::policy::Mode,
+    /// People who may talk to Hearth without asking the owner first.
+    pub allowed: Vec<PhoneNumber>,
+    /// Group chats Hearth answers in, only when @mentioned.
+    pub groups: Vec<String>,
 }
 
 /// Where the store lives, when not given by flag or environment.
@@ -182,9 +195,36 @@ impl Config {
     /// Whether `sender` (a number or a WhatsApp JID like
     /// `4915112345678@s.whatsapp.net`) is one of the owner's numbers.
     pub fn is_owner_number(&self, sender: &str) -> bool {
-        let user = sender.split(['@', ':']).next().unwrap_or("");
-        let digits = user.trim_start_matches('+');
-        !digits.is_empty() && self.owner.numbers.iter().any(|n| n.digits() == digits)
+        // A bare `+49…`, or a phone-number address; never a LID, whose
+        // digits are not a phone number even when they look like one.
+        let digits = match crate::policy::Jid::parse(sender) {
+            Some(j) if j.is_phone() => j.user,
+            Some(_) => return false,
+            None => sender.trim_start_matches('+'),
+        };
+        self.has_number(&self.owner.numbers, digits)
+    }
+
+    /// Whether `who` is one of the owner's numbers.
+    pub fn is_owner(&self, who: &crate::policy::Identity) -> bool {
+        matches!(who, crate::policy::Identity::Phone(d) if self.has_number(&self.owner.numbers, d))
+    }
+
+    /// Whether the config lets `who` talk to Hearth without asking.
+    pub fn is_allowed(&self, who: &crate::policy::Identity) -> bool {
+        matches!(who, crate::policy::Identity::Phone(d) if self.has_number(&self.whatsapp.allowed, d))
+    }
+
+    fn has_number(&self, list: &[PhoneNumber], digits: &str) -> bool {
+        !digits.is_empty() && list.iter().any(|n| n.digits() == digits)
+    }
+
+    /// The owner's WhatsApp chat (their first number), where notices go.
+    pub fn owner_chat(&self) -> Option<String> {
+        self.owner
+            .numbers
+            .first()
+            .map(|n| format!("{}@s.whatsapp.net", n.digits()))
     }
 }
 
@@ -219,6 +259,18 @@ time_zone = "{time_zone}"
 context = 4096
 # Most tokens per reply.
 max_reply_tokens = 256
+
+[whatsapp]
+# "dedicated": Hearth has its own WhatsApp number and you message it
+# (recommended). "personal": Hearth is linked to your own account and talks
+# only in your "message yourself" chat.
+mode = "dedicated"
+# People who may talk to Hearth without asking you first, e.g.
+# ["+4915199999999"]. Anyone else is held until you /approve them.
+allowed = []
+# Group chats Hearth may answer in, only when @mentioned, e.g.
+# ["120363012345678901@g.us"]. None by default.
+groups = []
 
 [storage]
 # The data directory (encrypted database, socket). --data-dir and
@@ -297,6 +349,8 @@ mod tests {
         assert!(c.is_owner_number("+4915112345678"));
         assert!(!c.is_owner_number("4915112345679@s.whatsapp.net"));
         assert!(!c.is_owner_number("@lid"));
+        // A LID with the owner's digits is not the owner.
+        assert!(!c.is_owner_number("4915112345678@lid"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod index;
 pub mod key;
 pub mod llm;
 pub mod paths;
+pub mod policy;
 pub mod process;
 pub mod proto;
 pub mod reminder;

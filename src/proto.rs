@@ -61,6 +61,10 @@ pub struct Inbound {
     pub message_id: MessageId,
     pub chat_id: ChatId,
     pub sender_id: SenderId,
+    /// The same sender's other address, when the transport knows it (a
+    /// phone-number JID for a LID sender, or the LID for a number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_alt: Option<SenderId>,
     #[serde(default)]
     pub is_group: bool,
     #[serde(default)]

@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::daemon::{kill, next_text, open, say, start_serve, start_serve_with};
+use common::daemon::{
+    allow_people, kill, next_text, open, person, say, start_serve, start_serve_with,
+};
 use common::{hearth_with_store, registered_docs, run, stderr};
 
 #[test]
@@ -108,12 +110,13 @@ fn a_reminder_due_while_hearth_was_off_fires_late_on_start() {
 #[test]
 fn pause_keeps_messages_and_resume_answers_them() {
     let dir = tempfile::tempdir().unwrap();
+    allow_people(dir.path(), 1, "");
     let serve = start_serve(dir.path());
     let (mut cli, mut r) = open(dir.path(), "cli");
     say(&mut cli, "cli:owner", "1", "/pause");
     assert!(next_text(&mut r).starts_with("Paused"));
     let (mut bridge, mut b) = open(dir.path(), "bridge");
-    say(&mut bridge, "friend@s.whatsapp.net", "f1", "Hello there");
+    say(&mut bridge, &person(0), "f1", "Hello there");
     assert_eq!(hearth::proto::VERSION, 1);
     // Stored (acknowledged) but not answered.
     assert_eq!(common::daemon::next_of(&mut b, "ack")["message_id"], "f1");
@@ -156,6 +159,7 @@ fn search_finds_documents_and_earlier_messages() {
     )]);
     let sync = run(hearth_with_store(dir.path(), "key", &["index"]));
     assert!(sync.status.success(), "{}", stderr(&sync));
+    allow_people(dir.path(), 1, "");
     let serve = start_serve(dir.path());
     let (mut cli, mut r) = open(dir.path(), "cli");
     say(&mut cli, "cli:owner", "1", "/search flowerpot");
@@ -181,7 +185,7 @@ fn search_finds_documents_and_earlier_messages() {
     // A stranger's words are not the owner's commands, and not searchable
     // through them either: their "/search" is just a message.
     let (mut bridge, mut b) = open(dir.path(), "bridge");
-    say(&mut bridge, "x@s.whatsapp.net", "5", "/search flowerpot");
+    say(&mut bridge, &person(0), "5", "/search flowerpot");
     let reply = next_text(&mut b);
     assert!(!reply.contains("garden.md"), "{reply}");
     kill(serve);
@@ -201,6 +205,7 @@ fn the_owners_replies_quote_indexed_documents_and_strangers_get_none() {
     ]);
     let sync = run(hearth_with_store(dir.path(), "key", &["index"]));
     assert!(sync.status.success(), "{}", stderr(&sync));
+    allow_people(dir.path(), 1, "");
     let serve = start_serve_with(dir.path(), &["-n", "40"]);
     let question = "What is my car insurance policy number?";
     let (mut cli, mut r) = open(dir.path(), "cli");
@@ -208,7 +213,7 @@ fn the_owners_replies_quote_indexed_documents_and_strangers_get_none() {
     let answer = next_text(&mut r);
     assert!(answer.contains("KX-88231"), "{answer}");
     let (mut bridge, mut b) = open(dir.path(), "bridge");
-    say(&mut bridge, "x@s.whatsapp.net", "2", question);
+    say(&mut bridge, &person(0), "2", question);
     let answer = next_text(&mut b);
     assert!(!answer.contains("KX-88231"), "{answer}");
     kill(serve);

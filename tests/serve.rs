@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
-use common::daemon::{frame, next_of, open, say, socket, start_serve};
+use common::daemon::{allow_people, frame, next_of, open, person, say, socket, start_serve};
 use common::hearth_with_store;
 
 fn bridge(dir: &Path) -> Command {
@@ -23,7 +23,9 @@ fn bridge(dir: &Path) -> Command {
     c
 }
 
-fn inbound(chat: &str, id: usize) -> String {
+/// Message `id` from test person `who` (allowed by `allow_people`).
+fn inbound(who: usize, id: usize) -> String {
+    let chat = person(who);
     format!(
         "{{\"message_id\":\"{id}\",\"chat_id\":\"{chat}\",\"sender_id\":\"{chat}\",\"text\":\"Say the number {id}.\",\"timestamp_ms\":{id}}}\n"
     )
@@ -46,11 +48,12 @@ fn replies(stdout: &[u8]) -> Vec<(String, String)> {
 #[test]
 fn every_message_gets_one_reply_in_chat_order() {
     let dir = tempfile::tempdir().unwrap();
+    allow_people(dir.path(), 5, "");
     let mut serve = start_serve(dir.path());
     let mut b = bridge(dir.path()).spawn().unwrap();
     let mut input = String::new();
     for id in 0..9 {
-        input.push_str(&inbound(["a", "b", "c"][id % 3], id));
+        input.push_str(&inbound(id % 3, id));
     }
     b.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = b.wait_with_output().unwrap();
@@ -61,10 +64,10 @@ fn every_message_gets_one_reply_in_chat_order() {
     );
     let got = replies(&out.stdout);
     assert_eq!(got.len(), 9, "{got:?}");
-    for chat in ["a", "b", "c"] {
+    for chat in (0..3).map(person) {
         let ids: Vec<usize> = got
             .iter()
-            .filter(|(c, _)| c == chat)
+            .filter(|(c, _)| *c == chat)
             .map(|(_, id)| id.parse().unwrap())
             .collect();
         let mut sorted = ids.clone();
@@ -127,6 +130,7 @@ fn bad_frames_get_error_frames_and_the_daemon_keeps_running() {
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    allow_people(dir.path(), 5, "");
     let mut serve = start_serve(dir.path());
     let mut b = bridge(dir.path()).spawn().unwrap();
     let mut stdin = b.stdin.take().unwrap();
@@ -138,7 +142,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
             .map(|l| l.unwrap())
             .collect::<Vec<_>>()
     });
-    let chats = ["a", "b", "c", "d", "e"];
+    let chats: Vec<String> = (0..5).map(person).collect();
     let total = 50;
     let mut x = 0x2545_f491_u64;
     let mut rnd = |n: u64| {
@@ -150,7 +154,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let mut kills = 0;
     for id in 0..total {
         stdin
-            .write_all(inbound(chats[id % chats.len()], id).as_bytes())
+            .write_all(inbound(id % chats.len(), id).as_bytes())
             .unwrap();
         // Every 4th message or so, kill the daemon at a random moment.
         if id % 4 == 3 {
@@ -184,7 +188,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     };
     let store = hearth::store::Store::open(&paths, hearth::store::Create::Never).unwrap();
     assert_eq!(store.queue_depth().unwrap(), 0);
-    for chat in chats {
+    for chat in &chats {
         let h = store.history(chat, 1000).unwrap();
         assert_eq!(h.len(), 2 * total / chats.len(), "chat {chat}");
         for (i, t) in h.iter().enumerate() {
@@ -246,6 +250,7 @@ fn serve_holds_no_network_socket() {
 #[test]
 fn owner_commands_are_parsed_before_the_model_and_only_for_the_owner() {
     let dir = tempfile::tempdir().unwrap();
+    allow_people(dir.path(), 1, "");
     let mut serve = start_serve(dir.path());
     let open = |role: &str| open(dir.path(), role);
     let (mut cli, mut cli_r) = open("cli");
@@ -278,7 +283,7 @@ fn owner_commands_are_parsed_before_the_model_and_only_for_the_owner() {
     let (mut bridge, mut bridge_r) = open("bridge");
     say(&mut bridge, "cli:owner", "5", "/status");
     assert_eq!(next_of(&mut bridge_r, "error")["code"], "forbidden");
-    say(&mut bridge, "123@s.whatsapp.net", "6", "/help");
+    say(&mut bridge, &person(0), "6", "/help");
     let reply = next_of(&mut bridge_r, "outbound");
     assert_eq!(reply["reply_to"], "6");
     assert_ne!(reply["text"], hearth::command::HELP);
@@ -333,6 +338,11 @@ fn init_writes_a_config_whose_owner_may_command() {
     assert_eq!(init(&["--owner", "0151"]).status.code(), Some(2));
 
     // The owner's number commands over the transport; others do not.
+    let config = dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("groups = []", "groups = [\"123-456@g.us\"]");
+    std::fs::write(&config, text).unwrap();
     let mut serve = start_serve(dir.path());
     let mut s = UnixStream::connect(socket(dir.path())).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -347,9 +357,10 @@ fn init_writes_a_config_whose_owner_may_command() {
         "sender_id":owner,"text":"/help","timestamp_ms":0});
     s.write_all(format!("{m}\n").as_bytes()).unwrap();
     assert_eq!(next_of(&mut r, "outbound")["text"], hearth::command::HELP);
-    // In a group, even the owner's "/help" is only text.
+    // In a group, even the owner's "/help" is only text (the group is
+    // allow-listed and Hearth mentioned, so it is answered at all).
     let m = serde_json::json!({"type":"inbound","message_id":"2","chat_id":"123-456@g.us",
-        "sender_id":owner,"is_group":true,"text":"/help","timestamp_ms":0});
+        "sender_id":owner,"is_group":true,"mentions_me":true,"text":"/help","timestamp_ms":0});
     s.write_all(format!("{m}\n").as_bytes()).unwrap();
     assert_ne!(next_of(&mut r, "outbound")["text"], hearth::command::HELP);
     serve.kill().unwrap();

@@ -69,6 +69,7 @@ impl Remote {
             message_id: MessageId(id.clone()),
             chat_id: ChatId(CHAT.into()),
             sender_id: SenderId("owner".into()),
+            sender_alt: None,
             is_group: false,
             mentions_me: false,
             is_from_me: false,

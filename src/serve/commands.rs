@@ -7,6 +7,7 @@
 use super::Shared;
 use super::memory::Memory;
 use crate::command::{self, Command};
+use crate::policy::Decision;
 use crate::reminder;
 use crate::store::Pending;
 
@@ -120,6 +121,11 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
             Ok(false) => format!("No pending reminder {}; /reminders lists them.", id.0),
             Err(e) => failed("cancel", &e),
         },
+        Command::Approve(code) | Command::Deny(code) if code.is_empty() => {
+            "Which one? Use the code from the message that asked, e.g. /approve K7QX2".into()
+        }
+        Command::Approve(code) => settle(shared, code, Decision::Approved),
+        Command::Deny(code) => settle(shared, code, Decision::Denied),
         Command::Pause => match shared.with_store(|s| s.set_paused(true)) {
             Ok(()) => "Paused: messages are kept but not answered until /resume.".into(),
             Err(e) => failed("pause", &e),
@@ -131,6 +137,27 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
             Err(e) => failed("resume", &e),
         },
         Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
+    }
+}
+
+/// `/approve` and `/deny`.
+fn settle(shared: &Shared, code: &str, decision: Decision) -> String {
+    let now = crate::clock::now_ms();
+    let ttl = super::gate::QUESTIONS.ttl_ms;
+    match shared.with_store(|s| s.settle_sender(code, decision, now, ttl)) {
+        Ok(Some(who)) => {
+            tracing::info!(decision = ?decision, "sender decided");
+            let who = who.replace("lid:", "LID ");
+            match decision {
+                Decision::Approved => format!("Approved {who}: they can talk to Hearth now."),
+                Decision::Denied => format!("Denied {who}: their messages are dropped unread."),
+            }
+        }
+        Ok(None) => format!("No open request with code {code} (codes expire after an hour)."),
+        Err(e) => {
+            tracing::error!(error = %e, "settling a sender failed");
+            format!("Could not decide: {e}")
+        }
     }
 }
 

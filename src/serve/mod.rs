@@ -11,6 +11,7 @@
 
 pub mod agent;
 mod commands;
+mod gate;
 pub mod memory;
 mod reminders;
 mod systemd;
@@ -54,6 +55,8 @@ pub struct Shared {
     reminders_changed: tokio::sync::Notify,
     /// The owner's time zone (reminders, the date in prompts).
     time_zone: jiff::tz::TimeZone,
+    /// The owner's settings (policy, owner numbers).
+    config: crate::config::Config,
     /// When the agent last showed signs of life (ms since the epoch), for
     /// the systemd watchdog.
     agent_beat: std::sync::atomic::AtomicI64,
@@ -137,6 +140,7 @@ pub async fn run(
         reminders_changed: tokio::sync::Notify::new(),
         time_zone: opts.config.time_zone.zone(),
         agent_beat: std::sync::atomic::AtomicI64::new(crate::clock::now_ms()),
+        config: opts.config.clone(),
     });
     let agent = {
         let shared = shared.clone();
@@ -334,6 +338,15 @@ impl Drop for BridgeGuard {
     }
 }
 
+/// What became of an inbound message.
+enum Stored {
+    Queued {
+        new: bool,
+    },
+    /// Not stored (policy); the notice to the owner, if one was written.
+    Held(Option<Reply>),
+}
+
 /// The daemon's answer to one frame after `hello`.
 async fn handle(
     shared: &Arc<Shared>,
@@ -357,23 +370,40 @@ async fn handle(
         ClientFrame::Inbound(m) => {
             let s = shared.clone();
             let (chat_id, message_id) = (m.chat_id.clone(), m.message_id.clone());
-            // SQLite commits (fsync) off the async threads.
+            // Policy first (transport messages only: the terminal is the
+            // owner), then the commit; SQLite commits (fsync) off the
+            // async threads.
             let stored = tokio::task::spawn_blocking(move || {
-                s.store().enqueue_inbound(&NewMessage {
-                    chat_id: &m.chat_id.0,
+                let (chat, sender) = if role == ClientRole::Bridge {
+                    match gate::admit(&s, &s.config, &m)? {
+                        gate::Admission::Queue { chat_id, sender } => (chat_id, sender),
+                        gate::Admission::Held(notice) => return Ok(Stored::Held(notice)),
+                    }
+                } else {
+                    (m.chat_id.0.clone(), m.sender_id.0.clone())
+                };
+                let new = s.store().enqueue_inbound(&NewMessage {
+                    chat_id: &chat,
                     msg_id: &m.message_id.0,
-                    sender: &m.sender_id.0,
+                    sender: &sender,
                     outgoing: false,
                     text: &m.text,
                     ts_ms: m.timestamp_ms,
-                })
+                })?;
+                Ok::<_, StoreError>(Stored::Queued { new })
             })
             .await?;
             match stored {
-                Ok(new) => {
-                    if new {
-                        shared.wake_agent();
+                Ok(outcome) => {
+                    match outcome {
+                        Stored::Queued { new: true } => shared.wake_agent(),
+                        Stored::Held(Some(notice)) => {
+                            let _ = shared.events.send(Event::Reply(notice));
+                        }
+                        _ => {}
                     }
+                    // Held messages are acknowledged too: the bridge must
+                    // not offer them again.
                     vec![ServerFrame::Ack {
                         chat_id,
                         message_id,

@@ -10,6 +10,7 @@ mod docs;
 mod queue;
 mod reminders;
 mod schema;
+mod senders;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -23,6 +24,7 @@ pub use docs::{
 };
 pub use queue::{Pending, Reply, Turn};
 pub use reminders::{ReminderId, ReminderRow};
+pub use senders::{Asked, QuestionRules};
 
 use crate::key::{self, Key, KeyError};
 use crate::paths::Paths;
@@ -197,3 +199,15 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+/// A store in a fresh temporary directory, for tests.
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let paths = Paths {
+        data_dir: dir.path().join("d"),
+        key_file: dir.path().join("k"),
+    };
+    let store = Store::open(&paths, Create::IfMissing).expect("a new store opens");
+    (dir, store)
+}

@@ -249,8 +249,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paths::Paths;
-    use crate::store::Create;
 
     fn msg<'a>(chat: &'a str, id: &'a str, text: &'a str) -> NewMessage<'a> {
         NewMessage {
@@ -265,12 +263,7 @@ mod tests {
 
     #[test]
     fn each_message_is_queued_once_and_answered_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = Paths {
-            data_dir: dir.path().join("d"),
-            key_file: dir.path().join("k"),
-        };
-        let mut s = Store::open(&paths, Create::IfMissing).unwrap();
+        let (_dir, mut s) = crate::store::temp_store();
         assert!(s.enqueue_inbound(&msg("a", "1", "a1")).unwrap());
         assert!(
             !s.enqueue_inbound(&msg("a", "1", "a1")).unwrap(),

@@ -140,17 +140,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::paths::Paths;
-    use crate::store::{Create, Store};
-
     #[test]
     fn reminders_fire_once_and_cancelled_ones_never() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = Paths {
-            data_dir: dir.path().join("d"),
-            key_file: dir.path().join("k"),
-        };
-        let mut s = Store::open(&paths, Create::IfMissing).unwrap();
+        let (_dir, mut s) = crate::store::temp_store();
         let a = s.add_reminder("cli:owner", "tea", 1_000).unwrap();
         let b = s.add_reminder("cli:owner", "bins", 3_000).unwrap();
         let c = s.add_reminder("cli:owner", "never", 2_000).unwrap();

@@ -113,6 +113,29 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     ",
+    // 5: the sender policy: the owner's decisions, open questions (codes
+    // for /approve and /deny), LID -> phone number mappings learned from
+    // the transport, and counts of dropped messages (never their content).
+    "
+    CREATE TABLE senders (
+        identity   TEXT PRIMARY KEY,
+        decision   TEXT NOT NULL CHECK (decision IN ('approved', 'denied')),
+        decided_ms INTEGER NOT NULL
+    );
+    CREATE TABLE sender_requests (
+        code       TEXT PRIMARY KEY,
+        identity   TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE lid_map (
+        lid   TEXT PRIMARY KEY,
+        phone TEXT NOT NULL
+    );
+    CREATE TABLE dropped (
+        reason TEXT PRIMARY KEY,
+        n      INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -15,6 +15,22 @@ pub fn socket(dir: &Path) -> PathBuf {
     dir.join("data/hearth.sock")
 }
 
+/// A WhatsApp direct chat (and its sender) for test person `n`.
+pub fn person(n: usize) -> String {
+    format!("44700900{n:04}@s.whatsapp.net")
+}
+
+/// Writes `dir/config.toml` letting people `0..n` talk to Hearth without
+/// approval, plus `extra` TOML.
+pub fn allow_people(dir: &Path, n: usize, extra: &str) {
+    let numbers: Vec<String> = (0..n).map(|i| format!("\"+44700900{i:04}\"")).collect();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("{extra}\n[whatsapp]\nallowed = [{}]\n", numbers.join(", ")),
+    )
+    .unwrap();
+}
+
 /// Starts the daemon (short replies) and waits until its socket answers.
 pub fn start_serve(dir: &Path) -> Child {
     start_serve_with(dir, &["-n", "12"])
