@@ -7,29 +7,7 @@ use std::io::Write;
 use std::process::{Output, Stdio};
 
 mod common;
-use common::{hearth_with_store, registered_docs, require_model, run, stderr};
-
-/// The three facts, indexed; returns the directory holding the store.
-fn indexed_docs() -> tempfile::TempDir {
-    require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let (dir, _) = registered_docs([
-        (
-            "boiler.html",
-            "<html><body><p>The plumber Kestrel Heating serviced the boiler on 3 March 2026.</p></body></html>",
-        ),
-        (
-            "car.txt",
-            "The car insurance policy number is KX-88231, renewed every April with Bluestone Mutual.",
-        ),
-        (
-            "pasta.md",
-            "Pasta recipe: boil water, add salt, cook the spaghetti for nine minutes, drain.",
-        ),
-    ]);
-    let sync = run(hearth_with_store(dir.path(), "key", &["index"]));
-    assert!(sync.status.success(), "{}", stderr(&sync));
-    dir
-}
+use common::{hearth_with_store, indexed_docs, run, stderr};
 
 fn stdout(o: &Output) -> String {
     assert!(o.status.success(), "stderr: {}", stderr(o));

@@ -193,18 +193,7 @@ fn search_finds_documents_and_earlier_messages() {
 
 #[test]
 fn the_owners_replies_quote_indexed_documents_and_strangers_get_none() {
-    let (dir, _) = registered_docs([
-        (
-            "car.txt",
-            "The car insurance policy number is KX-88231, renewed every April with Bluestone Mutual.",
-        ),
-        (
-            "pasta.md",
-            "Pasta recipe: boil water, add salt, cook the spaghetti for nine minutes, drain.",
-        ),
-    ]);
-    let sync = run(hearth_with_store(dir.path(), "key", &["index"]));
-    assert!(sync.status.success(), "{}", stderr(&sync));
+    let dir = common::indexed_docs();
     allow_people(dir.path(), 1, "");
     let serve = start_serve_with(dir.path(), &["-n", "40"]);
     let question = "What is my car insurance policy number?";

@@ -134,9 +134,6 @@ pub fn run(
             }
             _ => Vec::new(),
         };
-        if let Some(m) = &memory {
-            m.remember(shared, &next.chat_id, &next.msg_id, &next.text);
-        }
         cache.load(&next.chat_id, &mut conv);
         let answer = answer(
             &Turning {
@@ -161,7 +158,10 @@ pub fn run(
             // Shut down mid-generation: the message stays queued.
             break;
         };
+        // Searchable from now on; embedded after the reply so the
+        // embedder never delays the first token.
         if let (Some(out_id), Some(m)) = (record(shared, &next, &text), &memory) {
+            m.remember(shared, &next.chat_id, &next.msg_id, &next.text);
             m.remember(shared, &next.chat_id, &format!("out:{out_id}"), &text);
         }
     }

@@ -55,7 +55,7 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
                 "Search is off: the embedding model is not installed (scripts/setup.sh fetches it)."
                     .into()
             }
-            Some(m) => match m.search(&shared.store(), q, SEARCH_HITS) {
+            Some(m) => match shared.with_store(|s| m.search(s, q, SEARCH_HITS)) {
                 Ok(hits) if hits.is_empty() => "Nothing found.".into(),
                 Ok(hits) => hits
                     .iter()

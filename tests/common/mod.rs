@@ -90,3 +90,26 @@ pub fn registered_docs<N: AsRef<str>, T: AsRef<[u8]>>(
     assert!(add.status.success(), "{}", stderr(&add));
     (dir, docs)
 }
+
+/// Three facts (a boiler service, a car insurance number, a recipe) in
+/// files, indexed; returns the directory holding the store.
+pub fn indexed_docs() -> tempfile::TempDir {
+    require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let (dir, _) = registered_docs([
+        (
+            "boiler.html",
+            "<html><body><p>The plumber Kestrel Heating serviced the boiler on 3 March 2026.</p></body></html>",
+        ),
+        (
+            "car.txt",
+            "The car insurance policy number is KX-88231, renewed every April with Bluestone Mutual.",
+        ),
+        (
+            "pasta.md",
+            "Pasta recipe: boil water, add salt, cook the spaghetti for nine minutes, drain.",
+        ),
+    ]);
+    let sync = run(hearth_with_store(dir.path(), "key", &["index"]));
+    assert!(sync.status.success(), "{}", stderr(&sync));
+    dir
+}
