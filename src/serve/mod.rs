@@ -99,7 +99,7 @@ impl Shared {
             documents: index.documents,
             messages: index.messages,
             chunks: index.chunks,
-            reminders: store.pending_reminders()?.len() as u64,
+            reminders: store.pending_reminder_count()?,
         })
     }
 }
@@ -312,9 +312,8 @@ async fn resend_unsent(
     w: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> anyhow::Result<()> {
     let unsent = shared.store().unsent_replies()?;
-    let due = |r: &&Reply| match role {
-        ClientRole::Bridge => !ChatId::is_local(&r.chat_id),
-        ClientRole::Cli => ChatId::is_local(&r.chat_id) && r.reply_to.is_none(),
+    let due = |r: &&Reply| {
+        hears(role, &r.chat_id) && (role == ClientRole::Bridge || r.reply_to.is_none())
     };
     for r in unsent.iter().filter(due) {
         send(w, &outbound(r)).await?;

@@ -369,10 +369,7 @@ impl Store {
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab
              USING fts5vocab(main, chunks_fts, row);",
         )?;
-        let total: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM chunks")?
-            .query_row([], |r| r.get(0))?;
+        let total = self.chunk_count()?;
         let mut st = self
             .conn
             .prepare_cached("SELECT doc FROM temp.chunks_vocab WHERE term = ?1")?;
@@ -381,7 +378,7 @@ impl Store {
             let n: Option<i64> = st.query_row([t], |r| r.get(0)).optional()?;
             counts.push(n.unwrap_or(0) as u64);
         }
-        Ok((total as u64, counts))
+        Ok((total, counts))
     }
 
     /// Full-text matches for an FTS5 query expression, best first.
@@ -465,26 +462,15 @@ impl Store {
 
     /// How many chunks (documents' and messages') are stored.
     pub fn chunk_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM chunks")?
-            .query_row([], |r| r.get(0))?;
-        Ok(n as u64)
+        self.count("SELECT count(*) FROM chunks")
     }
 
     pub fn stats(&self) -> Result<IndexStats, StoreError> {
-        let count = |table: &str| -> Result<u64, StoreError> {
-            Ok(self
-                .conn
-                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64)
-        };
         Ok(IndexStats {
-            roots: count("roots")?,
-            documents: count("documents")?,
-            chunks: count("chunks")?,
-            messages: count("messages")?,
+            roots: self.count("SELECT count(*) FROM roots")?,
+            documents: self.count("SELECT count(*) FROM documents")?,
+            chunks: self.chunk_count()?,
+            messages: self.count("SELECT count(*) FROM messages")?,
         })
     }
 }

@@ -79,6 +79,12 @@ pub enum Create {
 }
 
 impl Store {
+    /// The single number a `SELECT count(*) …` query returns.
+    fn count(&self, sql: &str) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
     /// Opens the store at `paths`, creating key and database on first use
     /// (when `create` allows). A wrong or missing key fails before any
     /// byte of the database is written.

@@ -126,20 +126,12 @@ impl Store {
 
     /// Replies not yet confirmed delivered.
     pub fn unsent_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM outbox WHERE sent_ms IS NULL")?
-            .query_row([], |r| r.get(0))?;
-        Ok(n as u64)
+        self.count("SELECT count(*) FROM outbox WHERE sent_ms IS NULL")
     }
 
     /// Unanswered inbound messages.
     pub fn queue_depth(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM inbox WHERE answered = 0")?
-            .query_row([], |r| r.get(0))?;
-        Ok(n as u64)
+        self.count("SELECT count(*) FROM inbox WHERE answered = 0")
     }
 
     /// Records the reply to `inbound` (a [`Pending::row`]) and marks it

@@ -46,6 +46,11 @@ impl Store {
         self.reminders_where("state = 'pending'", i64::MAX)
     }
 
+    /// How many reminders are pending.
+    pub fn pending_reminder_count(&self) -> Result<u64, StoreError> {
+        self.count("SELECT count(*) FROM reminders WHERE state = 'pending'")
+    }
+
     fn reminders_where(&self, cond: &str, due_by: i64) -> Result<Vec<ReminderRow>, StoreError> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT id, chat_id, text, due_ms FROM reminders
@@ -169,6 +174,7 @@ mod tests {
                 .is_empty()
         );
         assert!(!s.cancel_reminder(a).unwrap(), "fired reminders stay fired");
+        assert_eq!(s.pending_reminder_count().unwrap(), 1);
         assert_eq!(s.unsent_replies().unwrap(), fired);
         assert_eq!(s.next_reminder_due().unwrap(), Some(3_000));
 
