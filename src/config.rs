@@ -31,6 +31,19 @@ pub struct WhatsApp {
     pub allowed: Vec<PhoneNumber>,
     /// Group chats Hearth answers in, only when @mentioned.
     pub groups: Vec<String>,
+    /// The bridge's own directory (session, queues, media inbox).
+    pub state_dir: Option<PathBuf>,
+    /// The key that encrypts the bridge's session database.
+    pub key_file: Option<PathBuf>,
+    /// Largest voice note, image or document the bridge saves, in MiB.
+    pub media_max_mb: Option<u64>,
+}
+
+impl WhatsApp {
+    /// The media size cap in bytes (default 16 MiB).
+    pub fn media_cap(&self) -> u64 {
+        self.media_max_mb.unwrap_or(16).saturating_mul(1 << 20)
+    }
 }
 
 /// Where the store lives, when not given by flag or environment.
@@ -269,8 +282,16 @@ mode = "dedicated"
 # ["+4915199999999"]. Anyone else is held until you /approve them.
 allowed = []
 # Group chats Hearth may answer in, only when @mentioned, e.g.
-# ["120363012345678901@g.us"]. None by default.
+# ["120363012345678901@g.us"]. None by default (and whatsapp-rust 0.7.0
+# mishandles some group messages; see README "Connect WhatsApp").
 groups = []
+# The bridge's own directory (WhatsApp session, queues, media inbox) and
+# the key that encrypts its session; both apart from the data directory.
+# HEARTH_BRIDGE_DIR and HEARTH_BRIDGE_KEY_FILE override them.
+# state_dir = "~/.local/state/hearth-bridge"
+# key_file = "~/.config/hearth/bridge.key"
+# Largest voice note, image or document the bridge saves, in MiB.
+# media_max_mb = 16
 
 [storage]
 # The data directory (encrypted database, socket). --data-dir and

@@ -9,6 +9,16 @@
 
 use std::path::{Path, PathBuf};
 
+/// An XDG base directory: `$VAR` when set to an absolute path, else
+/// `~/fallback`.
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(fallback)))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// The locations one Hearth instance uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -19,14 +29,6 @@ pub struct Paths {
 impl Paths {
     /// Resolves the defaults for whatever was not given.
     pub fn resolve(data_dir: Option<PathBuf>, key_file: Option<PathBuf>) -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let xdg = |var: &str, fallback: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .or_else(|| home.as_ref().map(|h| h.join(fallback)))
-                .unwrap_or_else(|| PathBuf::from("."))
-        };
         Self {
             data_dir: data_dir
                 .unwrap_or_else(|| xdg("XDG_DATA_HOME", ".local/share").join("hearth")),
@@ -62,6 +64,40 @@ impl Paths {
     pub fn is_in_data_dir(&self, path: &Path) -> bool {
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         abs(path).starts_with(abs(&self.data_dir))
+    }
+}
+
+/// Where the bridge keeps its WhatsApp session and queues: its own state
+/// directory and key file, apart from the data directory so the bridge
+/// can run with no access to the store (and `serve` with none to the
+/// session).
+///
+/// Resolution order: the environment (`HEARTH_BRIDGE_DIR`,
+/// `HEARTH_BRIDGE_KEY_FILE`), the config file's `[whatsapp]` (passed in),
+/// then `$XDG_STATE_HOME/hearth-bridge` (`~/.local/state/hearth-bridge`) and
+/// `~/.config/hearth/bridge.key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgePaths {
+    pub state_dir: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl BridgePaths {
+    pub fn resolve(state_dir: Option<PathBuf>, key_file: Option<PathBuf>) -> Self {
+        let env = |var: &str| std::env::var_os(var).map(PathBuf::from);
+        Self {
+            state_dir: env("HEARTH_BRIDGE_DIR")
+                .or(state_dir)
+                .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("hearth-bridge")),
+            key_file: env("HEARTH_BRIDGE_KEY_FILE")
+                .or(key_file)
+                .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("hearth/bridge.key")),
+        }
+    }
+
+    /// Received media (voice notes, images, documents), mode 0700.
+    pub fn inbox(&self) -> PathBuf {
+        self.state_dir.join("inbox")
     }
 }
 

@@ -74,9 +74,116 @@ pub struct Inbound {
     pub text: String,
     /// Milliseconds since the Unix epoch, as the transport reports it.
     pub timestamp_ms: i64,
-    /// An opaque reference to media the bridge holds, if any.
+    /// Media that came with the message, if any (the bridge keeps the file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media: Option<String>,
+    pub media: Option<Media>,
+    /// The message this one replies to, as the sender's app quoted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted: Option<Quoted>,
+    /// Forwarded from elsewhere: untrusted text, never an instruction.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+}
+
+/// What kind of media a message carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// A recorded voice note (push-to-talk audio).
+    Voice,
+    Audio,
+    Image,
+    Video,
+    Document,
+    Sticker,
+}
+
+/// Media the bridge received with a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    pub kind: MediaKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// Size in bytes as announced by the sender.
+    #[serde(default)]
+    pub bytes: u64,
+    /// The document's file name, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Where the bridge saved it (under its inbox), when it did; absent
+    /// when the file was over the size cap or could not be fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_as: Option<String>,
+}
+
+/// The message a reply quotes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quoted {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
+    /// The quoted text (capped by the bridge).
+    #[serde(default)]
+    pub text: String,
+}
+
+/// The state of the bridge's transport session, as `hearth status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Connecting or reconnecting (with backoff).
+    Connecting,
+    Connected,
+    /// The transport dropped; the bridge is retrying.
+    Disconnected,
+    /// The phone removed this device (or `hearth unpair`): link again.
+    LoggedOut,
+    /// WhatsApp suspended the account for a while.
+    TemporaryBan,
+    /// Another client took over this session.
+    StreamReplaced,
+    /// WhatsApp refuses this client version: update Hearth.
+    ClientOutdated,
+    /// No session on this box yet: run `hearth pair`.
+    NotLinked,
+    /// The simulated transport (stdin/stdout).
+    Simulated,
+}
+
+impl LinkState {
+    /// What the state means, in a line for `hearth status` and the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting to WhatsApp",
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected; reconnecting with backoff",
+            Self::LoggedOut => {
+                "logged out (the device was removed on the phone); run `hearth pair` again"
+            }
+            Self::TemporaryBan => {
+                "temporarily banned by WhatsApp; the bridge stopped and waits for the ban to end"
+            }
+            Self::StreamReplaced => {
+                "replaced by another session using the same keys; stop the other copy, then restart the bridge"
+            }
+            Self::ClientOutdated => "WhatsApp refuses this version; update Hearth",
+            Self::NotLinked => "not linked; run `hearth pair`",
+            Self::Simulated => "simulated (hearth bridge --simulate)",
+        }
+    }
+
+    /// Whether the bridge has stopped retrying and needs the owner.
+    pub fn needs_owner(self) -> bool {
+        matches!(
+            self,
+            Self::LoggedOut
+                | Self::TemporaryBan
+                | Self::StreamReplaced
+                | Self::ClientOutdated
+                | Self::NotLinked
+        )
+    }
 }
 
 /// A message the daemon wants delivered.
@@ -110,6 +217,17 @@ pub struct StatusReport {
     /// Reminders not yet fired.
     #[serde(default)]
     pub reminders: u64,
+    /// The transport's state as the bridge last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_detail: Option<String>,
+    /// Unknown senders waiting for the owner's /approve or /deny.
+    #[serde(default)]
+    pub senders_waiting: u64,
+    /// Messages dropped by the sender policy (never stored).
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// Frames a client sends.
@@ -120,12 +238,19 @@ pub enum ClientFrame {
         version: u32,
         role: ClientRole,
     },
-    Inbound(Inbound),
+    Inbound(Box<Inbound>),
     /// The bridge delivered this reply.
     Sent {
         out_id: OutId,
     },
     Status {},
+    /// The bridge's transport changed state (bridge only).
+    Link {
+        state: LinkState,
+        /// What to tell the owner (no message content).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 /// Frames the daemon sends.

@@ -1,13 +1,15 @@
 //! The bridge side of the socket: a client that holds a transport session
-//! and forwards messages to `hearth serve`. [`simulate`] replaces the
-//! transport with stdin/stdout (tests, benchmarks, trying Hearth without a
-//! phone); the WhatsApp adapter comes later. Here too: how a long reply is
-//! cut to the transport's message limit.
+//! and forwards messages to `hearth serve`. [`whatsapp`] is the real
+//! transport (whatsapp-rust, linked-device session on this box);
+//! [`simulate`] replaces it with stdin/stdout (tests, benchmarks, trying
+//! Hearth without a phone). Here too: how a long reply is cut to the
+//! transport's message limit.
 //!
 //! Must not open the store, the index or a model: the bridge only maps
 //! transport messages to protocol frames and back.
 
 pub mod simulate;
+pub mod whatsapp;
 
 /// The longest WhatsApp message Hearth sends, in characters.
 pub const WHATSAPP_MAX_CHARS: usize = 4000;

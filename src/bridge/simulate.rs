@@ -96,7 +96,7 @@ pub async fn run(
         )
         .await?;
         for m in unacked.values() {
-            w.write_all(proto::encode(&ClientFrame::Inbound(m.clone())).as_bytes())
+            w.write_all(proto::encode(&ClientFrame::Inbound(Box::new(m.clone()))).as_bytes())
                 .await?;
         }
         loop {
@@ -114,7 +114,7 @@ pub async fn run(
                         report.sent += 1;
                         awaiting.insert((m.chat_id.0.clone(), m.message_id.0.clone()));
                         unacked.insert(seq, m.clone());
-                        if w.write_all(proto::encode(&ClientFrame::Inbound(m)).as_bytes()).await.is_err() {
+                        if w.write_all(proto::encode(&ClientFrame::Inbound(Box::new(m))).as_bytes()).await.is_err() {
                             report.reconnects += 1;
                             continue 'connect;
                         }

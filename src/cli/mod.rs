@@ -18,6 +18,7 @@ mod models;
 mod remote;
 mod search;
 mod serve;
+mod whatsapp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -150,8 +151,28 @@ pub enum Command {
     ///     | hearth bridge --simulate
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeArgs),
-    /// Connect a transport to the daemon (for now: --simulate, stdin/stdout)
+    /// Connect WhatsApp (or, with --simulate, stdin/stdout) to the daemon
+    ///
+    /// Holds this box's linked-device session (made by `hearth pair`) and
+    /// forwards messages to `hearth serve`; never opens Hearth's store.
+    /// Messages are kept in the bridge's own encrypted queue until the
+    /// daemon has them, so either process may restart at any time.
     Bridge(serve::BridgeArgs),
+    /// Link this box to a WhatsApp account (QR code, or --phone for a code)
+    ///
+    /// Shows a QR code to scan with WhatsApp > Settings > Linked devices,
+    /// renewed as WhatsApp rotates it; with --phone +NUMBER, an 8-character
+    /// code to type on the phone instead. If WhatsApp asks for a passkey,
+    /// it walks you through the browser step (README "Connect WhatsApp").
+    /// Needs internet access from this box; fails within seconds without.
+    ///
+    /// Examples:
+    ///   hearth pair
+    ///   hearth pair --phone +44 7700 900123
+    #[command(verbatim_doc_comment)]
+    Pair(whatsapp::PairArgs),
+    /// Unlink this box from WhatsApp and wipe its session
+    Unpair(whatsapp::UnpairArgs),
     /// Show whether `hearth serve` runs and its state (exit 1 if it does not)
     Status(serve::StatusArgs),
     /// Write a commented config file with every default (owner number,
@@ -181,7 +202,11 @@ pub struct ModelArgs {
 /// Process-wide set-up that must happen before any other thread starts:
 /// logging and the compute thread count.
 pub fn init_process(cli: &Cli) {
+    let quiet_transport = matches!(cli.command, Command::Pair(_) | Command::Unpair(_));
     let default = match cli.global.verbose {
+        // Linking prints its own progress; the transport's retry chatter
+        // would bury the QR code.
+        0 if quiet_transport => "warn,whatsapp_rust=off,wacore=off",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -206,6 +231,8 @@ pub fn init_process(cli: &Cli) {
         | Command::Index(_)
         | Command::Search(_)
         | Command::Bridge(_)
+        | Command::Pair(_)
+        | Command::Unpair(_)
         | Command::Status(_)
         | Command::Init(_) => None,
     };
@@ -245,6 +272,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Search(a) => search::run(&g, a),
         Command::Serve(a) => serve::serve(&g, a),
         Command::Bridge(a) => serve::bridge(&g, a),
+        Command::Pair(a) => whatsapp::pair(&g, a),
+        Command::Unpair(a) => whatsapp::unpair(&g, a),
         Command::Status(a) => match a.socket {
             Some(s) => remote::status(&s),
             None => remote::status(&g.paths()?.socket()),
@@ -274,6 +303,19 @@ impl GlobalArgs {
             self.key_file
                 .clone()
                 .or_else(|| from_config(storage.key_file)),
+        ))
+    }
+}
+
+impl GlobalArgs {
+    /// The bridge's state directory and key file (environment, then the
+    /// config's `[whatsapp]`, then the defaults).
+    pub fn bridge_paths(&self) -> anyhow::Result<crate::paths::BridgePaths> {
+        let wa = crate::config::Config::load(&self.config_file())?.whatsapp;
+        let expand = |p: Option<PathBuf>| p.map(|p| crate::config::Storage::expand(&p));
+        Ok(crate::paths::BridgePaths::resolve(
+            expand(wa.state_dir),
+            expand(wa.key_file),
         ))
     }
 }

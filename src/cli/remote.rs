@@ -65,7 +65,7 @@ impl Remote {
     fn inbound(text: &str) -> (ClientFrame, String) {
         let now = crate::clock::now_ms();
         let id = format!("{now}-{}", std::process::id());
-        let frame = ClientFrame::Inbound(Inbound {
+        let frame = ClientFrame::Inbound(Box::new(Inbound {
             message_id: MessageId(id.clone()),
             chat_id: ChatId(CHAT.into()),
             sender_id: SenderId("owner".into()),
@@ -76,7 +76,9 @@ impl Remote {
             text: text.to_string(),
             timestamp_ms: now,
             media: None,
-        });
+            quoted: None,
+            forwarded: false,
+        }));
         (frame, id)
     }
 }
@@ -175,6 +177,17 @@ pub fn status(socket: &Path) -> anyhow::Result<Outcome> {
                 } else {
                     "not connected"
                 }
+            );
+            if let Some(link) = s.link {
+                outln!("whatsapp:        {}", link.describe());
+                if let Some(detail) = &s.link_detail {
+                    outln!("                 {detail}");
+                }
+            }
+            outln!(
+                "senders:         {} waiting for /approve, {} message(s) dropped by policy",
+                s.senders_waiting,
+                s.dropped
             );
             return Ok(Outcome::Ok);
         }

@@ -60,7 +60,7 @@ pub struct StatusArgs {
 }
 
 /// A runtime for the socket side; the model runs on its own thread.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -69,7 +69,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
-fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
+pub(super) fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -144,9 +144,7 @@ pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
 
 pub fn bridge(g: &GlobalArgs, a: BridgeArgs) -> anyhow::Result<Outcome> {
     if !a.simulate {
-        anyhow::bail!(
-            "the WhatsApp bridge is not built yet; `hearth bridge --simulate` reads messages from stdin"
-        );
+        return super::whatsapp::bridge(g, a.socket);
     }
     let socket = match a.socket {
         Some(s) => s,

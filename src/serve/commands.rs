@@ -26,7 +26,8 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
         Command::Status => match shared.status() {
             Ok(s) => format!(
                 "Model {}, up {}, {} message(s) waiting, {} reply(ies) unsent, bridge {}{}.\n\
-                 Memory: {} document(s), {} message(s), {} chunk(s). {} reminder(s) pending.",
+                 Memory: {} document(s), {} message(s), {} chunk(s). {} reminder(s) pending.\n\
+                 Senders: {} waiting for /approve, {} message(s) dropped by policy.",
                 s.model,
                 uptime(s.uptime_s),
                 // This command itself is still counted as waiting.
@@ -42,6 +43,8 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
                 s.messages,
                 s.chunks,
                 s.reminders,
+                s.senders_waiting,
+                s.dropped,
             ),
             Err(e) => failed("read the status", &e),
         },

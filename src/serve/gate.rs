@@ -10,7 +10,7 @@
 use super::Shared;
 use crate::config::Config;
 use crate::policy::{self, Identity, Verdict};
-use crate::proto::Inbound;
+use crate::proto::{Inbound, MediaKind};
 use crate::store::{Asked, QuestionRules, Reply, StoreError};
 
 /// How long an approval code is valid, and how many may be open.
@@ -136,4 +136,120 @@ fn random5() -> [u8; 5] {
             .unwrap_or([7; 5]);
     }
     b
+}
+
+/// The text stored (and later shown to the model) for an admitted
+/// message: media noted in brackets, a quote given as context, and a
+/// forwarded message marked so it can never read as a command.
+pub fn stored_text(m: &Inbound) -> String {
+    let mut text = m.text.trim().to_string();
+    if let Some(media) = &m.media {
+        let what = match media.kind {
+            MediaKind::Voice => "voice note",
+            MediaKind::Audio => "audio",
+            MediaKind::Image => "image",
+            MediaKind::Video => "video",
+            MediaKind::Document => "document",
+            MediaKind::Sticker => "sticker",
+        };
+        let name = media
+            .file_name
+            .as_deref()
+            .map(|n| format!(" {n:?}"))
+            .unwrap_or_default();
+        let note = format!("[{what}{name}]");
+        text = if text.is_empty() {
+            note
+        } else {
+            format!("{note} {text}")
+        };
+    }
+    if m.forwarded {
+        text = format!("[forwarded] {text}");
+    }
+    if let Some(q) = &m.quoted
+        && !q.text.is_empty()
+        && !text.starts_with('/')
+    {
+        text = format!("[replying to: {:?}] {text}", q.text);
+    }
+    text
+}
+
+/// The fixed answer for a message the model cannot read (media with no
+/// text), if it is one.
+pub fn media_answer(m: &Inbound) -> Option<&'static str> {
+    let media = m.media.as_ref()?;
+    if !m.text.trim().is_empty() {
+        return None;
+    }
+    Some(match media.kind {
+        MediaKind::Voice | MediaKind::Audio => {
+            "Voice notes are not transcribed yet, sorry; I kept it. Please type your question."
+        }
+        _ => "I can't look at images or documents yet; I kept it. Tell me in words what you need.",
+    })
+}
+
+#[cfg(test)]
+mod media_tests {
+    use super::*;
+    use crate::proto::{ChatId, Media, MessageId, Quoted, SenderId};
+
+    fn msg(text: &str, media: Option<MediaKind>) -> Inbound {
+        Inbound {
+            message_id: MessageId("1".into()),
+            chat_id: ChatId("c".into()),
+            sender_id: SenderId("s".into()),
+            sender_alt: None,
+            is_group: false,
+            mentions_me: false,
+            is_from_me: false,
+            text: text.into(),
+            timestamp_ms: 0,
+            media: media.map(|kind| Media {
+                kind,
+                mime: None,
+                bytes: 10,
+                file_name: None,
+                saved_as: None,
+            }),
+            quoted: None,
+            forwarded: false,
+        }
+    }
+
+    #[test]
+    fn voice_notes_get_the_fixed_answer_and_a_note() {
+        let v = msg("", Some(MediaKind::Voice));
+        assert!(media_answer(&v).unwrap().contains("not transcribed yet"));
+        assert_eq!(stored_text(&v), "[voice note]");
+        let captioned = msg("what is this?", Some(MediaKind::Image));
+        assert!(
+            media_answer(&captioned).is_none(),
+            "a caption goes to the model"
+        );
+        assert_eq!(stored_text(&captioned), "[image] what is this?");
+        assert!(media_answer(&msg("hi", None)).is_none());
+    }
+
+    #[test]
+    fn forwarded_commands_are_not_commands_and_quotes_are_context() {
+        let mut f = msg("/approve K7QX2", None);
+        f.forwarded = true;
+        assert!(!stored_text(&f).starts_with('/'));
+        let mut q = msg("yes", None);
+        q.quoted = Some(Quoted {
+            message_id: None,
+            text: "dinner at 8?".into(),
+        });
+        assert_eq!(stored_text(&q), "[replying to: \"dinner at 8?\"] yes");
+        let mut cmd = msg("/status", None);
+        cmd.quoted = q.quoted.clone();
+        assert_eq!(
+            stored_text(&cmd),
+            "/status",
+            "a quote never hides a command"
+        );
+    }
 }

@@ -31,8 +31,8 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::proto::{
-    self, ChatId, ClientFrame, ClientRole, ErrorCode, MessageId, OutId, Outbound, ServerFrame,
-    StatusReport,
+    self, ChatId, ClientFrame, ClientRole, ErrorCode, LinkState, MessageId, OutId, Outbound,
+    ServerFrame, StatusReport,
 };
 use crate::store::{NewMessage, Reply, Store, StoreError};
 
@@ -60,6 +60,8 @@ pub struct Shared {
     /// When the agent last showed signs of life (ms since the epoch), for
     /// the systemd watchdog.
     agent_beat: std::sync::atomic::AtomicI64,
+    /// The transport's state as the bridge last reported it.
+    link: Mutex<Option<(LinkState, Option<String>)>>,
 }
 
 impl Shared {
@@ -87,6 +89,7 @@ impl Shared {
     }
 
     pub fn status(&self) -> Result<StatusReport, StoreError> {
+        let link = self.link.lock().map(|l| l.clone()).unwrap_or(None);
         let store = self.store();
         let index = store.stats()?;
         Ok(StatusReport {
@@ -100,6 +103,10 @@ impl Shared {
             messages: index.messages,
             chunks: index.chunks,
             reminders: store.pending_reminder_count()?,
+            link: link.as_ref().map(|l| l.0),
+            link_detail: link.and_then(|l| l.1),
+            senders_waiting: store.open_questions(crate::clock::now_ms(), gate::QUESTIONS)?,
+            dropped: store.dropped()?.iter().map(|(_, n)| n).sum(),
         })
     }
 }
@@ -141,6 +148,7 @@ pub async fn run(
         time_zone: opts.config.time_zone.zone(),
         agent_beat: std::sync::atomic::AtomicI64::new(crate::clock::now_ms()),
         config: opts.config.clone(),
+        link: Mutex::new(None),
     });
     let agent = {
         let shared = shared.clone();
@@ -344,6 +352,9 @@ enum Stored {
     },
     /// Not stored (policy); the notice to the owner, if one was written.
     Held(Option<Reply>),
+    /// Stored with a fixed answer (media the model cannot read); `None`
+    /// for a duplicate.
+    Answered(Option<Reply>),
 }
 
 /// The daemon's answer to one frame after `hello`.
@@ -381,14 +392,24 @@ async fn handle(
                 } else {
                     (m.chat_id.0.clone(), m.sender_id.0.clone())
                 };
-                let new = s.store().enqueue_inbound(&NewMessage {
+                let text = if role == ClientRole::Bridge {
+                    gate::stored_text(&m)
+                } else {
+                    m.text.clone()
+                };
+                let row = NewMessage {
                     chat_id: &chat,
                     msg_id: &m.message_id.0,
                     sender: &sender,
                     outgoing: false,
-                    text: &m.text,
+                    text: &text,
                     ts_ms: m.timestamp_ms,
-                })?;
+                };
+                if let Some(answer) = gate::media_answer(&m) {
+                    let reply = s.with_store(|st| st.enqueue_answered(&row, answer))?;
+                    return Ok(Stored::Answered(reply));
+                }
+                let new = s.store().enqueue_inbound(&row)?;
                 Ok::<_, StoreError>(Stored::Queued { new })
             })
             .await?;
@@ -396,7 +417,7 @@ async fn handle(
                 Ok(outcome) => {
                     match outcome {
                         Stored::Queued { new: true } => shared.wake_agent(),
-                        Stored::Held(Some(notice)) => {
+                        Stored::Held(Some(notice)) | Stored::Answered(Some(notice)) => {
                             let _ = shared.events.send(Event::Reply(notice));
                         }
                         _ => {}
@@ -423,5 +444,51 @@ async fn handle(
             Vec::new()
         }
         ClientFrame::Status {} => vec![ServerFrame::Status(shared.status()?)],
+        ClientFrame::Link { .. } if role != ClientRole::Bridge => {
+            vec![error(
+                ErrorCode::Forbidden,
+                "only the bridge reports its link",
+            )]
+        }
+        ClientFrame::Link { state, detail } => {
+            link_changed(shared, state, detail).await?;
+            Vec::new()
+        }
     })
+}
+
+/// Records the bridge's transport state. A state that needs the owner
+/// (logged out, banned, replaced, outdated, not linked) is logged as a
+/// warning and written to the owner's chat once per change (it reaches
+/// the phone when the link works again); `hearth status` shows it at once.
+async fn link_changed(
+    shared: &Arc<Shared>,
+    state: LinkState,
+    detail: Option<String>,
+) -> anyhow::Result<()> {
+    let before = {
+        let mut link = shared.link.lock().unwrap_or_else(|p| p.into_inner());
+        link.replace((state, detail.clone())).map(|l| l.0)
+    };
+    if before == Some(state) {
+        return Ok(());
+    }
+    if !state.needs_owner() {
+        tracing::info!(?state, "bridge link");
+        return Ok(());
+    }
+    let text = format!(
+        "WhatsApp link: {}",
+        detail.unwrap_or_else(|| format!("{state:?}"))
+    );
+    tracing::warn!(?state, %text, "bridge link needs the owner");
+    let chat = shared
+        .config
+        .owner_chat()
+        .unwrap_or_else(|| "cli:owner".to_string());
+    let s = shared.clone();
+    let notice =
+        tokio::task::spawn_blocking(move || s.with_store(|st| st.notify(&chat, &text))).await??;
+    let _ = shared.events.send(Event::Reply(notice));
+    Ok(())
 }

@@ -11,6 +11,7 @@ mod queue;
 mod reminders;
 mod schema;
 mod senders;
+pub mod session;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -90,59 +91,8 @@ impl Store {
     /// byte of the database is written.
     pub fn open(paths: &Paths, create: Create) -> Result<Self, StoreError> {
         let db = paths.database();
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
-        let db_exists = db.exists();
-        let key = match key::read(&paths.key_file) {
-            Ok(k) => k,
-            Err(KeyError::Missing { .. }) if db_exists => {
-                return Err(StoreError::MissingKey {
-                    db,
-                    key: paths.key_file.clone(),
-                });
-            }
-            Err(KeyError::Missing { .. }) if create == Create::IfMissing => {
-                let k = key::create(&paths.key_file)?;
-                tracing::info!(key_file = %paths.key_file.display(), "created a new store key");
-                k
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if !db_exists {
-            if create == Create::Never {
-                return Err(StoreError::Io {
-                    path: db,
-                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                });
-            }
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&paths.data_dir)
-                .map_err(io(&paths.data_dir))?;
-            // An empty file with the right mode: SQLite gives its WAL and
-            // shared-memory files the same permissions.
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&db)
-                .map_err(io(&db))?;
-        }
-        // SQLCipher sets up its crypto provider and log level as process
-        // globals on first use; opening one store at a time keeps that
-        // single-threaded. Opening is rare, so the lock costs nothing.
-        static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = OPENING.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = Connection::open_with_flags(
-            &db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        unlock(&conn, &key, &db, &paths.key_file)?;
-        configure(&conn)?;
-        schema::migrate(&conn, &db)?;
+        let conn = open_encrypted(&db, &paths.data_dir, &paths.key_file, create)?;
+        schema::migrate(&conn, &db, schema::MIGRATIONS)?;
         Ok(Self { conn, db })
     }
 
@@ -166,6 +116,71 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Opens (or creates, when `create` allows) the SQLCipher database `db` in
+/// `dir` under the key in `key_file`, configured for durability. The file is
+/// made mode 0600 before SQLite touches it, its directory 0700. A wrong or
+/// missing key fails before any byte of the database is written.
+fn open_encrypted(
+    db: &Path,
+    dir: &Path,
+    key_file: &Path,
+    create: Create,
+) -> Result<Connection, StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    };
+    let db_exists = db.exists();
+    let key = match key::read(key_file) {
+        Ok(k) => k,
+        Err(KeyError::Missing { .. }) if db_exists => {
+            return Err(StoreError::MissingKey {
+                db: db.to_path_buf(),
+                key: key_file.to_path_buf(),
+            });
+        }
+        Err(KeyError::Missing { .. }) if create == Create::IfMissing => {
+            let k = key::create(key_file)?;
+            tracing::info!(key_file = %key_file.display(), "created a new key");
+            k
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !db_exists {
+        if create == Create::Never {
+            return Err(StoreError::Io {
+                path: db.to_path_buf(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        // An empty file with the right mode: SQLite gives its WAL and
+        // shared-memory files the same permissions.
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(db)
+            .map_err(io(db))?;
+    }
+    // SQLCipher sets up its crypto provider and log level as process
+    // globals on first use; opening one database at a time keeps that
+    // single-threaded. Opening is rare, so the lock costs nothing.
+    static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = OPENING.lock().unwrap_or_else(|p| p.into_inner());
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    unlock(&conn, &key, db, key_file)?;
+    configure(&conn)?;
+    Ok(conn)
 }
 
 /// Hands SQLCipher the raw 256-bit key and proves it opens the file.

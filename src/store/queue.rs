@@ -75,17 +75,23 @@ fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
     })
 }
 
+/// Inserts an inbound message unless the same chat and message id is
+/// there already; 1 when inserted, 0 for a duplicate.
+fn insert_inbound(tx: &rusqlite::Transaction<'_>, m: &NewMessage<'_>) -> Result<usize, StoreError> {
+    Ok(tx.execute(
+        "INSERT OR IGNORE INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms)
+         VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+        params![m.chat_id, m.msg_id, m.sender, m.text, m.ts_ms],
+    )?)
+}
+
 impl Store {
     /// Stores an inbound message and queues it for a reply. Returns false
     /// when the same message (chat and message id) was accepted before:
     /// a re-sent duplicate changes nothing.
     pub fn enqueue_inbound(&mut self, m: &NewMessage<'_>) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms)
-             VALUES (?1, ?2, ?3, 0, ?4, ?5)",
-            params![m.chat_id, m.msg_id, m.sender, m.text, m.ts_ms],
-        )?;
+        let n = insert_inbound(&tx, m)?;
         if n == 1 {
             tx.execute(
                 "INSERT INTO inbox (message_id, chat_id) VALUES (last_insert_rowid(), ?1)",
@@ -94,6 +100,35 @@ impl Store {
         }
         tx.commit()?;
         Ok(n == 1)
+    }
+
+    /// Stores an inbound message that gets a fixed answer instead of the
+    /// model's (a voice note, for now) and its answer, in one transaction.
+    /// `None` when the message was accepted before.
+    pub fn enqueue_answered(
+        &mut self,
+        m: &NewMessage<'_>,
+        answer: &str,
+    ) -> Result<Option<Reply>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = insert_inbound(&tx, m)?;
+        if n == 0 {
+            tx.commit()?;
+            return Ok(None);
+        }
+        let row = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO inbox (message_id, chat_id, answered) VALUES (?1, ?2, 1)",
+            params![row, m.chat_id],
+        )?;
+        let out_id = insert_outgoing(&tx, m.chat_id, Some((row, m.msg_id)), answer)?;
+        tx.commit()?;
+        Ok(Some(Reply {
+            out_id,
+            chat_id: m.chat_id.to_string(),
+            reply_to: Some(m.msg_id.to_string()),
+            text: answer.to_string(),
+        }))
     }
 
     /// The oldest unanswered message of every chat that has one, oldest
@@ -122,6 +157,19 @@ impl Store {
         )?;
         let rows = st.query_map([], pending_row)?.collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    /// Puts a message from Hearth (not a reply) into `chat`'s outbox.
+    pub fn notify(&mut self, chat: &str, text: &str) -> Result<Reply, StoreError> {
+        let tx = self.conn.transaction()?;
+        let out_id = insert_outgoing(&tx, chat, None, text)?;
+        tx.commit()?;
+        Ok(Reply {
+            out_id,
+            chat_id: chat.to_string(),
+            reply_to: None,
+            text: text.to_string(),
+        })
     }
 
     /// Replies not yet confirmed delivered.

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: indexed roots and documents, chunks with embeddings, full-text
     // index, chat messages.
     "
@@ -138,19 +138,19 @@ const MIGRATIONS: &[&str] = &[
     ",
 ];
 
-/// The schema version this build writes.
-pub const VERSION: i64 = MIGRATIONS.len() as i64;
-
-pub fn migrate(conn: &Connection, db: &Path) -> Result<(), StoreError> {
+/// Brings `db` up to the last of `migrations` (the store's or the
+/// bridge session's), refusing a database written by a newer Hearth.
+pub fn migrate(conn: &Connection, db: &Path, migrations: &[&str]) -> Result<(), StoreError> {
+    let version = migrations.len() as i64;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > VERSION {
+    if found > version {
         return Err(StoreError::TooNew {
             db: db.to_path_buf(),
             found,
-            known: VERSION,
+            known: version,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
         let next = i as i64 + 1;
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {next}; COMMIT;"

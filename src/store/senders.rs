@@ -154,6 +154,16 @@ impl Store {
         Ok(())
     }
 
+    /// Questions about unknown senders still open at `now_ms` (the owner
+    /// has not answered and they have not expired).
+    pub fn open_questions(&self, now_ms: i64, rules: QuestionRules) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM sender_requests WHERE created_ms > ?1")?
+            .query_row([now_ms - rules.ttl_ms], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
     /// Dropped messages per reason.
     pub fn dropped(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut st = self
