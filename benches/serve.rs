@@ -20,6 +20,8 @@ fn hearth(dir: &Path, args: &[&str]) -> Command {
         .env("HEARTH_DATA_DIR", dir.join("data"))
         .env("HEARTH_KEY_FILE", dir.join("key"))
         .env("HEARTH_CONFIG", dir.join("config.toml"))
+        .env("HEARTH_BRIDGE_DIR", dir.join("bridge"))
+        .env("HEARTH_BRIDGE_KEY_FILE", dir.join("bridge.key"))
         .env(
             "HEARTH_MODELS_DIR",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),

@@ -1,22 +1,39 @@
 //! `hearth bridge --simulate`: inbound messages are JSON lines on stdin
 //! (the fields of [`Inbound`]), replies are printed as JSON lines on stdout
-//! (the fields of [`Outbound`]), exactly once per reply id. The bridge
-//! keeps every message until the daemon acknowledges it and re-sends the
-//! unacknowledged ones after reconnecting, so a daemon killed at any moment
-//! loses nothing. After stdin ends it waits until every message it sent has
-//! a reply, or until `idle` passes without any frame.
+//! (the fields of [`Outbound`] plus `sent_id`, the id the "transport" gave
+//! the message), exactly once per reply id.
+//!
+//! It keeps the real bridge's promises with the real bridge's queue (the
+//! encrypted `session.db` in the bridge state directory): a message read
+//! from stdin is committed there before it is offered to the daemon and
+//! forgotten only when the daemon acknowledges it, so either process may be
+//! killed at any moment and the next run delivers what was left; reply ids
+//! already printed are remembered, so a reply offered again is confirmed
+//! but not printed twice; a line marked `is_from_me` whose id is one this
+//! bridge printed is its own echo and is dropped, as on WhatsApp.
+//!
+//! After stdin ends it waits until every message it was given (in this run
+//! or an earlier, killed one) has a reply, or until `idle` passes without
+//! any frame.
 
-use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::proto::{self, ClientFrame, ClientRole, Inbound, OutId, ServerFrame};
+use crate::paths::BridgePaths;
+use crate::proto::{self, ClientFrame, ClientRole, Inbound, LinkState, ServerFrame};
+use crate::store::session::SessionDb;
+use crate::store::{Create, StoreError};
+
+/// Messages given on stdin and not yet answered (kept across runs).
+const AWAITING: &str = "simulate_awaiting";
 
 /// How the simulated bridge runs.
 pub struct SimulateOptions {
@@ -24,6 +41,8 @@ pub struct SimulateOptions {
     /// After stdin ends: give up waiting for replies after this long
     /// without any frame from the daemon.
     pub idle: Duration,
+    /// The bridge's state directory and key (its queue lives there).
+    pub paths: BridgePaths,
 }
 
 /// What the run saw, for the caller's summary.
@@ -32,6 +51,8 @@ pub struct SimulateReport {
     pub sent: usize,
     pub replies: usize,
     pub reconnects: usize,
+    /// Own echoes dropped.
+    pub echoes: usize,
     /// Messages that never got a reply.
     pub unanswered: usize,
 }
@@ -42,8 +63,22 @@ pub enum SimulateError {
     BadInput { line: usize, reason: String },
     #[error("the daemon refused this bridge: {0}")]
     Refused(String),
+    #[error("the bridge queue: {0}")]
+    Store(#[from] StoreError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// One printed message: a reply (or part of one) as a chat would show it.
+#[derive(Serialize)]
+struct Printed<'a> {
+    out_id: proto::OutId,
+    chat_id: &'a proto::ChatId,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a proto::MessageId>,
+    /// The transport id of this message (what its echo would carry).
+    sent_id: String,
 }
 
 /// Runs until stdin ends and every message is answered (or idle), or until
@@ -52,6 +87,11 @@ pub async fn run(
     opts: SimulateOptions,
     shutdown: CancellationToken,
 ) -> Result<SimulateReport, SimulateError> {
+    let db = Arc::new(SessionDb::open(
+        &opts.paths.state_dir,
+        &opts.paths.key_file,
+        Create::IfMissing,
+    )?);
     let mut report = SimulateReport::default();
     // Read all of stdin in its own task; messages arrive on a channel.
     let (tx, mut input) = tokio::sync::mpsc::channel::<Result<Inbound, SimulateError>>(64);
@@ -74,33 +114,51 @@ pub async fn run(
         }
     });
     let mut stdin_open = true;
-    // Sent but not acknowledged, in order; re-sent after a reconnect.
-    let mut unacked: BTreeMap<u64, Inbound> = BTreeMap::new();
-    let mut seq = 0u64;
-    let mut awaiting: HashSet<(String, String)> = HashSet::new();
-    let mut delivered: HashSet<OutId> = HashSet::new();
     let mut stdout = tokio::io::stdout();
+    let mut attempt = 0u32;
     'connect: loop {
-        let stream = match connect(&opts.socket, &shutdown).await {
-            Some(s) => s,
-            None => break,
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            s = UnixStream::connect(&opts.socket) => s,
+        };
+        let stream = match stream {
+            Ok(s) => {
+                attempt = 0;
+                s
+            }
+            Err(_) => {
+                let delay = super::whatsapp::serve_backoff(attempt, rand::random::<f64>());
+                attempt += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => continue,
+                }
+            }
         };
         let (r, mut w) = stream.into_split();
         let mut frames = FramedRead::new(r, proto::FrameCodec::new());
-        w.write_all(
-            proto::encode(&ClientFrame::Hello {
+        let hello = [
+            ClientFrame::Hello {
                 version: proto::VERSION,
                 role: ClientRole::Bridge,
-            })
-            .as_bytes(),
-        )
-        .await?;
-        for m in unacked.values() {
-            w.write_all(proto::encode(&ClientFrame::Inbound(Box::new(m.clone()))).as_bytes())
-                .await?;
+            },
+            ClientFrame::Link {
+                state: LinkState::Simulated,
+                detail: None,
+            },
+        ];
+        for f in hello {
+            w.write_all(proto::encode(&f).as_bytes()).await?;
+        }
+        // Whatever was not acknowledged, this run's or a killed one's.
+        for stored in db.queued_inbound()? {
+            if let Ok(m) = serde_json::from_str::<Inbound>(&stored) {
+                w.write_all(proto::encode(&ClientFrame::Inbound(Box::new(m))).as_bytes())
+                    .await?;
+            }
         }
         loop {
-            if !stdin_open && awaiting.is_empty() && unacked.is_empty() {
+            if !stdin_open && db.kv_scan(AWAITING)?.is_empty() && db.queued_inbound_count()? == 0 {
                 break 'connect;
             }
             let wait = if stdin_open { Duration::MAX } else { opts.idle };
@@ -110,11 +168,16 @@ pub async fn run(
                     None => stdin_open = false,
                     Some(m) => {
                         let m = m?;
-                        seq += 1;
+                        if m.is_from_me && db.is_own(&m.message_id.0)? {
+                            report.echoes += 1;
+                            continue;
+                        }
                         report.sent += 1;
-                        awaiting.insert((m.chat_id.0.clone(), m.message_id.0.clone()));
-                        unacked.insert(seq, m.clone());
-                        if w.write_all(proto::encode(&ClientFrame::Inbound(Box::new(m))).as_bytes()).await.is_err() {
+                        let json = serde_json::to_string(&m).map_err(std::io::Error::other)?;
+                        db.kv_put(AWAITING, &m.message_id.0, &[], 0)?;
+                        db.queue_inbound(&m.chat_id.0, &m.message_id.0, &json)?;
+                        let frame = proto::encode(&ClientFrame::Inbound(Box::new(m)));
+                        if w.write_all(frame.as_bytes()).await.is_err() {
                             report.reconnects += 1;
                             continue 'connect;
                         }
@@ -132,7 +195,7 @@ pub async fn run(
                             tracing::warn!("oversized frame from the daemon skipped");
                             continue;
                         };
-                        match on_frame(&line, &mut unacked, &mut awaiting, &mut delivered, &mut report, &mut stdout, &mut w).await {
+                        match on_frame(&line, &db, &mut report, &mut stdout, &mut w).await {
                             Err(SimulateError::Io(_)) => {
                                 report.reconnects += 1;
                                 continue 'connect;
@@ -144,28 +207,18 @@ pub async fn run(
             }
         }
     }
-    report.unanswered = awaiting.len();
-    Ok(report)
-}
-
-/// Connects, retrying every 100 ms (the daemon may be restarting).
-async fn connect(socket: &PathBuf, shutdown: &CancellationToken) -> Option<UnixStream> {
-    loop {
-        if let Ok(s) = UnixStream::connect(socket).await {
-            return Some(s);
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
+    report.unanswered = db.kv_scan(AWAITING)?.len();
+    if !shutdown.is_cancelled() {
+        // Reported once; a later run does not wait for them again (a held
+        // sender's message never gets a reply).
+        db.kv_clear(AWAITING)?;
     }
+    Ok(report)
 }
 
 async fn on_frame(
     line: &str,
-    unacked: &mut BTreeMap<u64, Inbound>,
-    awaiting: &mut HashSet<(String, String)>,
-    delivered: &mut HashSet<OutId>,
+    db: &SessionDb,
     report: &mut SimulateReport,
     stdout: &mut tokio::io::Stdout,
     w: &mut tokio::net::unix::OwnedWriteHalf,
@@ -181,23 +234,36 @@ async fn on_frame(
         ServerFrame::Ack {
             chat_id,
             message_id,
-        } => unacked.retain(|_, m| !(m.chat_id == chat_id && m.message_id == message_id)),
+        } => db.ack_inbound(&chat_id.0, &message_id.0)?,
         ServerFrame::Outbound(o) => {
-            // A reply re-sent after a reconnect is printed once.
-            if delivered.insert(o.out_id) {
-                if let Some(to) = &o.reply_to {
-                    awaiting.remove(&(o.chat_id.0.clone(), to.0.clone()));
-                }
-                report.replies += 1;
+            let out_id = o.out_id.0 as u64;
+            // A reply offered again (after a reconnect or a restart) is
+            // confirmed, not printed twice.
+            if !db.was_delivered(out_id)? {
                 // What a WhatsApp chat would show: one line per message,
                 // long replies cut under the limit.
-                for text in super::split_message(&o.text, super::WHATSAPP_MAX_CHARS) {
-                    let part = proto::Outbound { text, ..o.clone() };
-                    let mut line = serde_json::to_string(&part).unwrap_or_default();
+                let parts = super::split_message(&o.text, super::WHATSAPP_MAX_CHARS);
+                for (i, text) in parts.iter().enumerate() {
+                    let sent_id = format!("sim-{}-{i}", o.out_id.0);
+                    let printed = Printed {
+                        out_id: o.out_id,
+                        chat_id: &o.chat_id,
+                        text,
+                        reply_to: o.reply_to.as_ref(),
+                        sent_id: sent_id.clone(),
+                    };
+                    let mut line =
+                        serde_json::to_string(&printed).map_err(std::io::Error::other)?;
                     line.push('\n');
                     stdout.write_all(line.as_bytes()).await?;
+                    db.remember_own(&sent_id)?;
                 }
                 stdout.flush().await?;
+                db.mark_delivered(out_id)?;
+                if let Some(to) = &o.reply_to {
+                    db.kv_delete(AWAITING, &[to.0.as_str()])?;
+                }
+                report.replies += 1;
             }
             w.write_all(proto::encode(&ClientFrame::Sent { out_id: o.out_id }).as_bytes())
                 .await?;

@@ -168,7 +168,7 @@ pub enum Command {
     ///
     /// Examples:
     ///   hearth pair
-    ///   hearth pair --phone +44 7700 900123
+    ///   hearth pair --phone +447700900123
     #[command(verbatim_doc_comment)]
     Pair(whatsapp::PairArgs),
     /// Unlink this box from WhatsApp and wipe its session

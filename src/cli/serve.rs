@@ -38,9 +38,10 @@ pub struct InitArgs {
 pub struct BridgeArgs {
     /// Replace WhatsApp with stdin/stdout: inbound messages as JSON lines
     /// in ({"message_id","chat_id","sender_id","text","timestamp_ms"}),
-    /// replies as JSON lines out ({"out_id","chat_id","text","reply_to"});
-    /// a reply over WhatsApp's 4000 characters is several lines with one
-    /// out_id, cut at paragraph boundaries
+    /// replies as JSON lines out ({"out_id","chat_id","text","reply_to",
+    /// "sent_id"}); a reply over WhatsApp's 4000 characters is several
+    /// lines with one out_id, cut at paragraph boundaries. Messages wait in
+    /// the bridge's own queue until the daemon has them, as on WhatsApp
     #[arg(long)]
     pub simulate: bool,
     /// The daemon's socket [default: DATA_DIR/hearth.sock]
@@ -157,12 +158,13 @@ pub fn bridge(g: &GlobalArgs, a: BridgeArgs) -> anyhow::Result<Outcome> {
         let opts = crate::bridge::simulate::SimulateOptions {
             socket,
             idle: Duration::from_secs(a.idle),
+            paths: g.bridge_paths()?,
         };
         anyhow::Ok(crate::bridge::simulate::run(opts, shutdown).await?)
     })?;
     eprintln!(
-        "bridge: {} sent, {} replies, {} reconnects, {} unanswered",
-        report.sent, report.replies, report.reconnects, report.unanswered
+        "bridge: {} sent, {} replies, {} reconnects, {} own echoes dropped, {} unanswered",
+        report.sent, report.replies, report.reconnects, report.echoes, report.unanswered
     );
     Ok(if report.unanswered == 0 {
         Outcome::Ok

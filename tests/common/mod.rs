@@ -50,7 +50,9 @@ pub fn hearth_with_store(dir: &Path, key: &str, args: &[&str]) -> Command {
     let mut c = hearth(args);
     c.env("HEARTH_DATA_DIR", dir.join("data"))
         .env("HEARTH_KEY_FILE", dir.join(key))
-        .env("HEARTH_CONFIG", dir.join("config.toml"));
+        .env("HEARTH_CONFIG", dir.join("config.toml"))
+        .env("HEARTH_BRIDGE_DIR", dir.join("bridge"))
+        .env("HEARTH_BRIDGE_KEY_FILE", dir.join("bridge.key"));
     c
 }
 

@@ -1,0 +1,250 @@
+//! The bridge's promises through the real binaries: `hearth bridge
+//! --simulate` (the real bridge's queue, echo rule and reconnects, with
+//! stdin/stdout for WhatsApp) against the real `hearth serve` on the real
+//! model. Either process is killed (`kill -9`) and restarted, in both
+//! orders, with messages arriving while the daemon is down: every message
+//! gets exactly one reply. In personal mode Hearth's own replies coming
+//! back (their echo) are dropped, and other chats are never answered.
+//! `hearth pair` with WhatsApp unreachable fails within seconds.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod common;
+use common::daemon::{allow_people, kill, person, start_serve};
+use common::hearth_with_store;
+
+fn bridge_cmd(dir: &Path, idle: &str) -> Command {
+    let mut c = hearth_with_store(dir, "key", &["bridge", "--simulate", "--idle", idle]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// A running simulated bridge: its stdin, and its stdout lines collected
+/// by a thread (they survive a `kill -9`: the pipe keeps them).
+struct Bridge {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    reader: JoinHandle<()>,
+    printed: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Bridge {
+    fn start(dir: &Path) -> Self {
+        Self::start_idle(dir, "90")
+    }
+
+    fn start_idle(dir: &Path, idle: &str) -> Self {
+        let mut child = bridge_cmd(dir, idle).spawn().unwrap();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let sink = printed.clone();
+        let reader = std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_str::<Value>(&l).unwrap());
+            }
+        });
+        Self {
+            child,
+            stdin,
+            reader,
+            printed,
+        }
+    }
+
+    fn seen(&self) -> usize {
+        self.printed.lock().unwrap().len()
+    }
+
+    fn lines(self) -> Vec<Value> {
+        self.reader.join().unwrap();
+        Arc::try_unwrap(self.printed).unwrap().into_inner().unwrap()
+    }
+
+    fn send(&mut self, line: Value) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits until at least `n` lines were printed (at most 5 minutes).
+    fn wait_for(&self, n: usize) {
+        let start = Instant::now();
+        while self.seen() < n {
+            assert!(start.elapsed() < Duration::from_secs(300), "no reply");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(mut self) -> Vec<Value> {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        drop(self.stdin.take());
+        self.lines()
+    }
+
+    /// Closes stdin and waits for the bridge to finish on its own.
+    fn finish(mut self) -> (std::process::ExitStatus, String, Vec<Value>) {
+        drop(self.stdin.take());
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut stderr).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        (status, stderr, self.lines())
+    }
+}
+
+fn message(who: usize, id: usize) -> Value {
+    let chat = person(who);
+    json!({"message_id": id.to_string(), "chat_id": chat, "sender_id": chat,
+        "text": format!("Say the number {id}."), "timestamp_ms": id})
+}
+
+#[test]
+fn killing_bridge_and_daemon_in_either_order_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    allow_people(dir, 3, "");
+    let mut printed = Vec::new();
+
+    // 1. Bridge first: kill it after two replies, then the daemon; three
+    //    more messages arrive while the daemon is down.
+    let serve = start_serve(dir);
+    let mut a = Bridge::start(dir);
+    for id in 0..6 {
+        a.send(message(id % 3, id));
+    }
+    a.wait_for(2);
+    printed.extend(a.kill());
+    kill(serve);
+    let mut b = Bridge::start(dir);
+    for id in 6..9 {
+        b.send(message(id % 3, id));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let serve = start_serve(dir);
+
+    // 2. Daemon first: after one more reply kill the daemon, then the
+    //    bridge; restart the bridge (nothing new on stdin), then the
+    //    daemon.
+    let before = b.seen();
+    b.wait_for(before + 1);
+    kill(serve);
+    printed.extend(b.kill());
+    let c = Bridge::start(dir);
+    std::thread::sleep(Duration::from_millis(300));
+    let serve = start_serve(dir);
+    let (status, stderr, lines) = c.finish();
+    printed.extend(lines);
+    kill(serve);
+    assert!(status.success(), "{stderr}");
+
+    // Every message exactly one reply, across all bridges.
+    let mut answered: Vec<usize> = printed
+        .iter()
+        .map(|v| v["reply_to"].as_str().unwrap().parse().unwrap())
+        .collect();
+    answered.sort();
+    assert_eq!(answered, (0..9).collect::<Vec<_>>(), "{printed:#?}");
+    let mut out_ids: Vec<i64> = printed
+        .iter()
+        .map(|v| v["out_id"].as_i64().unwrap())
+        .collect();
+    out_ids.dedup();
+    assert_eq!(out_ids.len(), 9, "a reply printed twice");
+    for v in &printed {
+        let want = person(v["reply_to"].as_str().unwrap().parse::<usize>().unwrap() % 3);
+        assert_eq!(v["chat_id"], want.as_str(), "a reply in the wrong chat");
+    }
+}
+
+const OWNER: &str = "4915112345678@s.whatsapp.net";
+const ANNA: &str = "447009001111@s.whatsapp.net";
+
+#[test]
+fn personal_mode_drops_its_own_echo_and_never_answers_other_chats() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("config.toml"),
+        "[owner]\nnumbers = [\"+4915112345678\"]\n[whatsapp]\nmode = \"personal\"\nallowed = [\"+447009001111\"]\n",
+    )
+    .unwrap();
+    let serve = start_serve(dir);
+    // Anna's messages are never answered: do not wait long for them.
+    let mut b = Bridge::start_idle(dir, "5");
+    let mine = |id: &str, chat: &str, text: &str| {
+        json!({"message_id": id, "chat_id": chat, "sender_id": OWNER, "is_from_me": true,
+            "text": text, "timestamp_ms": 1})
+    };
+    // The owner writing to Anna and Anna writing back: not Hearth's.
+    b.send(mine("p1", ANNA, "secret-one"));
+    b.send(
+        json!({"message_id": "p2", "chat_id": ANNA, "sender_id": ANNA,
+        "text": "secret-two", "timestamp_ms": 2}),
+    );
+    // The owner in the self chat: answered.
+    b.send(mine("p3", OWNER, "/help"));
+    b.wait_for(1);
+    // WhatsApp shows Hearth's reply in the self chat, as from the owner:
+    // the same transport id comes back. It must not become a message.
+    let help_id = b.printed.lock().unwrap()[0]["sent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.send(mine(&help_id, OWNER, hearth::command::HELP));
+    let (status, stderr, printed) = b.finish();
+    kill(serve);
+    // Anna's two messages stay unanswered (exit 1 says so).
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("2 unanswered"), "{stderr}");
+    assert_eq!(printed.len(), 1, "{printed:#?}");
+    assert_eq!(printed[0]["chat_id"], OWNER);
+    assert_eq!(printed[0]["reply_to"], "p3");
+    assert_eq!(printed[0]["sent_id"], help_id);
+    assert!(stderr.contains("1 own echoes dropped"), "{stderr}");
+
+    // The store saw the owner's one command and its reply, nothing else.
+    let paths = hearth::paths::Paths {
+        data_dir: dir.join("data"),
+        key_file: dir.join("key"),
+    };
+    let store = hearth::store::Store::open(&paths, hearth::store::Create::Never).unwrap();
+    let own = store.history(OWNER, 100).unwrap();
+    assert_eq!(own.len(), 2, "the echo was stored: {:?}", own.len());
+    assert!(store.history(ANNA, 100).unwrap().is_empty());
+}
+
+#[test]
+fn pair_without_whatsapp_fails_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let out = hearth_with_store(dir.path(), "key", &["pair"])
+        .env("HEARTH_WHATSAPP_HOST", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach WhatsApp"), "{err}");
+    assert!(
+        !dir.path().join("bridge/session.db").exists(),
+        "nothing is created before WhatsApp answers"
+    );
+}
