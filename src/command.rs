@@ -1,5 +1,6 @@
 //! Owner commands: `/help`, `/status`, `/new`, `/search`, `/remind`,
-//! `/reminders`, `/cancel`, `/pause`, `/resume`. Parsed from the owner's
+//! `/reminders`, `/cancel`, `/approve`, `/deny`, `/pause`, `/resume`,
+//! `/memory`. Parsed from the owner's
 //! messages before the model sees them (anyone else's `/…` text is just
 //! text); an unknown command gets the list, never the model.
 //!
@@ -30,8 +31,44 @@ pub enum Command {
     Pause,
     /// Answer again, starting with what arrived meanwhile.
     Resume,
+    /// Opt-in chat memory.
+    Memory(MemoryAction),
     /// `/something` Hearth does not know.
     Unknown(String),
+}
+
+/// `/memory add CHAT`, `/memory list`, `/memory remove CHAT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryAction {
+    /// Keep this chat's messages from now on (a chat id, see [`chat_id`]).
+    Add(String),
+    List,
+    /// Stop, and delete what was kept.
+    Remove(String),
+    /// Missing or unreadable arguments: the usage.
+    Usage,
+}
+
+/// What `/memory` says when it cannot read its arguments.
+pub const MEMORY_USAGE: &str = "Usage: /memory add CHAT, /memory list, /memory remove CHAT. \
+CHAT is a phone number with country code (+447700900123) or a group id (…@g.us). \
+Messages of a chat you add are kept for /search and questions; Hearth never answers there. \
+Removing a chat deletes what was kept.";
+
+/// The chat id a `/memory` argument names: a phone number (with country
+/// code, spaces allowed) becomes its WhatsApp chat, a JID stays itself.
+pub fn chat_id(arg: &str) -> Option<String> {
+    let arg = arg.trim();
+    if arg.contains('@') {
+        return crate::policy::Jid::parse(arg).map(|_| arg.to_string());
+    }
+    let digits: String = arg
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    let digits = digits.strip_prefix('+')?;
+    (digits.len() >= 8 && digits.len() <= 15 && digits.chars().all(|c| c.is_ascii_digit()))
+        .then(|| format!("{digits}@s.whatsapp.net"))
 }
 
 impl Command {
@@ -49,6 +86,7 @@ impl Command {
             Command::Deny(_) => "deny",
             Command::Pause => "pause",
             Command::Resume => "resume",
+            Command::Memory(_) => "memory",
             Command::Unknown(_) => "unknown",
         }
     }
@@ -64,7 +102,8 @@ pub const HELP: &str = "Commands:
 /reminders: pending reminders
 /cancel N: cancel reminder N
 /approve CODE, /deny CODE: let someone who wrote talk to Hearth, or not
-/pause, /resume: stop and restart answering (messages are kept and answered on resume)";
+/pause, /resume: stop and restart answering (messages are kept and answered on resume)
+/memory add CHAT, /memory list, /memory remove CHAT: keep another chat's messages for search (never answered there)";
 
 /// The command in `text`, if it is one (starts with `/`).
 pub fn parse(text: &str) -> Option<Command> {
@@ -85,13 +124,61 @@ pub fn parse(text: &str) -> Option<Command> {
         "deny" => Command::Deny(args.to_ascii_uppercase()),
         "pause" => Command::Pause,
         "resume" => Command::Resume,
+        "memory" => Command::Memory(memory_action(args)),
         _ => Command::Unknown(word.chars().take(32).collect()),
     })
+}
+
+fn memory_action(args: &str) -> MemoryAction {
+    let (verb, rest) = match args.split_once(char::is_whitespace) {
+        Some((v, r)) => (v, r.trim()),
+        None => (args, ""),
+    };
+    let chat = || chat_id(rest);
+    match verb.to_ascii_lowercase().as_str() {
+        "list" | "" => MemoryAction::List,
+        "add" => chat().map_or(MemoryAction::Usage, MemoryAction::Add),
+        "remove" | "forget" => chat().map_or(MemoryAction::Usage, MemoryAction::Remove),
+        _ => MemoryAction::Usage,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_commands_name_chats_by_number_or_id() {
+        assert_eq!(
+            parse("/memory add +44 7009 001111"),
+            Some(Command::Memory(MemoryAction::Add(
+                "447009001111@s.whatsapp.net".into()
+            )))
+        );
+        assert_eq!(
+            parse("/memory remove 120363000000000001@g.us"),
+            Some(Command::Memory(MemoryAction::Remove(
+                "120363000000000001@g.us".into()
+            )))
+        );
+        assert_eq!(parse("/memory"), Some(Command::Memory(MemoryAction::List)));
+        assert_eq!(
+            parse("/memory list"),
+            Some(Command::Memory(MemoryAction::List))
+        );
+        for bad in [
+            "/memory add",
+            "/memory add anna",
+            "/memory add 07009001111",
+            "/memory eat",
+        ] {
+            assert_eq!(
+                parse(bad),
+                Some(Command::Memory(MemoryAction::Usage)),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn commands_and_non_commands() {

@@ -137,6 +137,8 @@ pub struct Facts<'a> {
     pub decided: Option<Decision>,
     /// The group is allow-listed.
     pub group_allowed: bool,
+    /// The owner opted this chat in to memory (kept, never answered).
+    pub memory_chat: bool,
 }
 
 /// The owner's decision about a sender.
@@ -156,6 +158,8 @@ pub enum Verdict {
     AskOwner,
     /// Drop it unstored; only counted.
     Drop(DropReason),
+    /// Keep it for search and questions (an opted-in chat), never answer.
+    Remember,
 }
 
 /// Why a message was dropped (counted per reason; no content is kept).
@@ -192,6 +196,17 @@ impl DropReason {
 
 /// The decision for one message.
 pub fn decide(f: &Facts<'_>) -> Verdict {
+    match answerable(f) {
+        // An opted-in chat keeps what would not be answered, without
+        // asking the owner about its people; a denied sender stays out.
+        Verdict::AskOwner if f.memory_chat => Verdict::Remember,
+        Verdict::Drop(reason) if f.memory_chat && reason != DropReason::Denied => Verdict::Remember,
+        v => v,
+    }
+}
+
+/// The verdict without opt-in chat memory.
+fn answerable(f: &Facts<'_>) -> Verdict {
     let is_group = f.is_group || f.chat.is_group();
     if f.mode == Mode::Personal {
         // Only the owner's "message yourself" chat, only the owner in it.
@@ -258,7 +273,39 @@ mod tests {
             chat_is_owner: false,
             decided: None,
             group_allowed: false,
+            memory_chat: false,
         }
+    }
+
+    #[test]
+    fn opted_in_chats_are_remembered_not_answered_and_denied_people_stay_out() {
+        let anna = Identity::Phone("447009001111".into());
+        let chat = "447009001111@s.whatsapp.net";
+        let mut f = facts(chat, Some(&anna));
+        f.memory_chat = true;
+        assert_eq!(decide(&f), Verdict::Remember, "no question about them");
+        f.decided = Some(Decision::Denied);
+        assert_eq!(decide(&f), Verdict::Drop(DropReason::Denied));
+        f.decided = Some(Decision::Approved);
+        assert_eq!(
+            decide(&f),
+            Verdict::Answer,
+            "an approved person is answered"
+        );
+        // Personal mode: the owner's chat with Anna, both directions.
+        let owner = Identity::Phone(OWNER.into());
+        let mut p = facts(chat, Some(&owner));
+        p.mode = Mode::Personal;
+        p.owner = true;
+        p.is_from_me = true;
+        p.memory_chat = true;
+        assert_eq!(decide(&p), Verdict::Remember);
+        p.memory_chat = false;
+        assert_eq!(decide(&p), Verdict::Drop(DropReason::FromMe));
+        // A group that is not allow-listed, kept.
+        let mut g = facts("120363000000000001@g.us", Some(&anna));
+        g.memory_chat = true;
+        assert_eq!(decide(&g), Verdict::Remember);
     }
 
     #[test]

@@ -232,3 +232,69 @@ fn personal_mode_answers_only_the_owners_self_chat() {
     kill(serve);
     assert!(!stored_texts(dir.path()).contains("secret-"));
 }
+
+#[test]
+fn opted_in_chats_are_kept_searchable_never_answered_and_forgotten_on_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), "mode = \"personal\"");
+    let serve = start_serve(dir.path());
+    let (mut b, mut r) = open(dir.path(), "bridge");
+    let mine = |id: &str, chat: &str, text: &str| {
+        let mut m = msg(id, chat, OWNER, text);
+        m["is_from_me"] = json!(true);
+        m
+    };
+    // Off by default: Anna's chat is neither answered nor kept.
+    send(&mut b, msg("m1", ANNA, ANNA, "secret-before the opt-in"));
+    silence(&mut r, Duration::from_secs(1));
+    send(&mut b, mine("m2", OWNER, "/memory add +44 7009 001111"));
+    let added = outbound(&mut b, &mut r)["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(added.contains("+447009001111"), "{added}");
+    // Kept (and the owner's own messages there too), never answered.
+    send(
+        &mut b,
+        msg(
+            "m3",
+            ANNA,
+            ANNA,
+            "The dinner is on Friday at 8, bring salad",
+        ),
+    );
+    send(&mut b, mine("m4", ANNA, "Great, see you there"));
+    silence(&mut r, Duration::from_secs(3));
+    send(&mut b, mine("m5", OWNER, "/search dinner salad"));
+    let found = outbound(&mut b, &mut r);
+    assert_eq!(found["chat_id"], OWNER);
+    assert!(found["text"].as_str().unwrap().contains("salad"), "{found}");
+    send(&mut b, mine("m6", OWNER, "/memory list"));
+    let list = outbound(&mut b, &mut r)["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(list.contains("+447009001111: 2 message(s)"), "{list}");
+    send(&mut b, mine("m7", OWNER, "/memory remove +447009001111"));
+    let removed = outbound(&mut b, &mut r)["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(removed.contains("2 stored message(s) deleted"), "{removed}");
+    send(&mut b, mine("m8", OWNER, "/search dinner salad"));
+    let gone = outbound(&mut b, &mut r)["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!gone.contains("salad"), "{gone}");
+    kill(serve);
+    // Anna's chat is gone from the store (what the owner's own chat
+    // showed of it, e.g. the /search reply, stays the owner's).
+    let paths = hearth::paths::Paths {
+        data_dir: dir.path().join("data"),
+        key_file: dir.path().join("key"),
+    };
+    let store = hearth::store::Store::open(&paths, hearth::store::Create::Never).unwrap();
+    assert!(store.history(ANNA, 100).unwrap().is_empty());
+    assert!(!stored_texts(dir.path()).contains("secret-"));
+}

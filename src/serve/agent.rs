@@ -112,6 +112,10 @@ pub fn run(
             }
         };
         let Some(next) = next else {
+            // Idle: make kept chats' new messages searchable first.
+            if memory.as_ref().is_some_and(|m| m.catch_up(shared)) {
+                continue;
+            }
             let _ = wake.recv_timeout(IDLE_POLL);
             continue;
         };

@@ -6,7 +6,7 @@
 
 use super::Shared;
 use super::memory::Memory;
-use crate::command::{self, Command};
+use crate::command::{self, Command, MemoryAction};
 use crate::policy::Decision;
 use crate::reminder;
 use crate::store::Pending;
@@ -139,7 +139,62 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
             }
             Err(e) => failed("resume", &e),
         },
+        Command::Memory(action) => memory_chats(shared, action),
         Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
+    }
+}
+
+/// `/memory add|list|remove`.
+fn memory_chats(shared: &Shared, action: &MemoryAction) -> String {
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "memory command failed");
+        format!("Could not change chat memory: {e}")
+    };
+    match action {
+        MemoryAction::Usage => command::MEMORY_USAGE.to_string(),
+        MemoryAction::Add(chat) if shared.config.is_owner_number(chat) => {
+            "That is your own chat with Hearth; it is always kept.".into()
+        }
+        MemoryAction::Add(chat) => {
+            let now = crate::clock::now_ms();
+            match shared.with_store(|s| s.add_memory_chat(chat, now)) {
+                Ok(true) => format!(
+                    "From now on messages in {} are kept for /search and questions. \
+                     Hearth will not answer there. /memory remove {} deletes them.",
+                    describe_chat(chat),
+                    describe_chat(chat)
+                ),
+                Ok(false) => format!("{} is already kept.", describe_chat(chat)),
+                Err(e) => failed(&e),
+            }
+        }
+        MemoryAction::List => match shared.with_store(|s| s.memory_chats()) {
+            Ok(chats) if chats.is_empty() => {
+                "No other chats are kept (/memory add CHAT to keep one).".into()
+            }
+            Ok(chats) => chats
+                .iter()
+                .map(|c| format!("{}: {} message(s)", describe_chat(&c.chat_id), c.messages))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => failed(&e),
+        },
+        MemoryAction::Remove(chat) => match shared.with_store(|s| s.remove_memory_chat(chat)) {
+            Ok(Some(n)) => format!(
+                "{} is no longer kept; {n} stored message(s) deleted.",
+                describe_chat(chat)
+            ),
+            Ok(None) => format!("{} was not kept.", describe_chat(chat)),
+            Err(e) => failed(&e),
+        },
+    }
+}
+
+/// `+447009001111` for a person's chat, the id for a group.
+fn describe_chat(chat: &str) -> String {
+    match chat.strip_suffix("@s.whatsapp.net") {
+        Some(digits) => format!("+{digits}"),
+        None => chat.to_string(),
     }
 }
 

@@ -24,6 +24,8 @@ pub const QUESTIONS: QuestionRules = QuestionRules {
 pub enum Admission {
     /// Queue it, in chat `chat_id` from `sender` (both normalised).
     Queue { chat_id: String, sender: String },
+    /// Keep it for search (an opted-in chat); never answer it.
+    Remember { chat_id: String, sender: String },
     /// Not stored; if the owner was asked about the sender, the notice.
     Held(Option<Reply>),
 }
@@ -47,6 +49,20 @@ pub fn admit(shared: &Shared, config: &Config, m: &Inbound) -> Result<Admission,
         Some(who) => store.sender_decision(&who.key())?,
         None => None,
     };
+    let sender_jid = sender
+        .as_ref()
+        .map(Identity::chat_jid)
+        .unwrap_or_else(|| m.sender_id.0.clone());
+    // A direct chat is the person: one chat whether they wrote as a LID or
+    // a number.
+    let chat_id = if m.is_group || chat.is_group() {
+        m.chat_id.0.clone()
+    } else {
+        chat_person
+            .as_ref()
+            .map(Identity::chat_jid)
+            .unwrap_or_else(|| m.chat_id.0.clone())
+    };
     let facts = policy::Facts {
         mode: config.whatsapp.mode,
         chat: chat.clone(),
@@ -58,28 +74,17 @@ pub fn admit(shared: &Shared, config: &Config, m: &Inbound) -> Result<Admission,
         chat_is_owner: chat_person.as_ref().is_some_and(|c| config.is_owner(c)),
         decided,
         group_allowed: config.whatsapp.groups.contains(&m.chat_id.0),
+        memory_chat: store.is_memory_chat(&chat_id)?,
     };
     match policy::decide(&facts) {
-        Verdict::Answer => {
-            let sender_jid = sender
-                .as_ref()
-                .map(Identity::chat_jid)
-                .unwrap_or_else(|| m.sender_id.0.clone());
-            // A direct chat is the person: one chat whether they wrote as
-            // a LID or a number.
-            let chat_id = if facts.is_group || chat.is_group() {
-                m.chat_id.0.clone()
-            } else {
-                chat_person
-                    .as_ref()
-                    .map(Identity::chat_jid)
-                    .unwrap_or_else(|| m.chat_id.0.clone())
-            };
-            Ok(Admission::Queue {
-                chat_id,
-                sender: sender_jid,
-            })
-        }
+        Verdict::Answer => Ok(Admission::Queue {
+            chat_id,
+            sender: sender_jid,
+        }),
+        Verdict::Remember => Ok(Admission::Remember {
+            chat_id,
+            sender: sender_jid,
+        }),
         Verdict::AskOwner => {
             let Some(who) = sender else {
                 return Ok(Admission::Held(None));

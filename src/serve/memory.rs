@@ -14,6 +14,8 @@ use crate::store::{NewChunk, Store};
 
 /// Excerpts considered for a reply.
 const RECALL_HITS: usize = 3;
+/// Kept-chat messages embedded per idle turn of the agent.
+const CATCH_UP_BATCH: usize = 16;
 
 pub struct Memory {
     embedder: Embedder,
@@ -29,11 +31,11 @@ impl Memory {
 
     /// Makes a stored message searchable (its chunks and embeddings; the
     /// store is locked only to write them).
-    pub fn remember(&self, shared: &Shared, chat_id: &str, msg_id: &str, text: &str) {
+    pub fn remember(&self, shared: &Shared, chat_id: &str, msg_id: &str, text: &str) -> bool {
         let count = |t: &str| self.embedder.count_tokens(t).unwrap_or(t.len() / 3);
         let pieces = chunk_text(text, ChunkSize::default(), &count);
         if pieces.is_empty() {
-            return;
+            return false;
         }
         let chunks = match self.embedder.embed(&pieces) {
             Ok(vs) => pieces
@@ -43,12 +45,33 @@ impl Memory {
                 .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::warn!(error = %e, "embedding a message failed; it is stored but not searchable");
-                return;
+                return false;
             }
         };
-        if let Err(e) = shared.store().index_message(chat_id, msg_id, &chunks) {
-            tracing::warn!(error = %e, "storing a message's embeddings failed");
+        match shared.store().index_message(chat_id, msg_id, &chunks) {
+            Ok(added) => added,
+            Err(e) => {
+                tracing::warn!(error = %e, "storing a message's embeddings failed");
+                false
+            }
         }
+    }
+
+    /// Embeds messages of opted-in chats that are not searchable yet (a
+    /// few per call, between replies); true when it made any searchable.
+    pub fn catch_up(&self, shared: &Shared) -> bool {
+        let todo = match shared.with_store(|s| s.unembedded_memory(CATCH_UP_BATCH)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading chat memory failed");
+                return false;
+            }
+        };
+        let mut progressed = false;
+        for (chat, id, text) in todo {
+            progressed |= self.remember(shared, &chat, &id, &text);
+        }
+        progressed
     }
 
     /// The best `k` hits for `query` over documents and chats.

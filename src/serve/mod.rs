@@ -355,6 +355,10 @@ enum Stored {
     /// Stored with a fixed answer (media the model cannot read); `None`
     /// for a duplicate.
     Answered(Option<Reply>),
+    /// Kept for search only (an opted-in chat); the agent embeds it.
+    Remembered {
+        new: bool,
+    },
 }
 
 /// The daemon's answer to one frame after `hello`.
@@ -384,9 +388,14 @@ async fn handle(
             // owner), then the commit; SQLite commits (fsync) off the
             // async threads.
             let stored = tokio::task::spawn_blocking(move || {
+                let mut remember = false;
                 let (chat, sender) = if role == ClientRole::Bridge {
                     match gate::admit(&s, &s.config, &m)? {
                         gate::Admission::Queue { chat_id, sender } => (chat_id, sender),
+                        gate::Admission::Remember { chat_id, sender } => {
+                            remember = true;
+                            (chat_id, sender)
+                        }
                         gate::Admission::Held(notice) => return Ok(Stored::Held(notice)),
                     }
                 } else {
@@ -405,6 +414,10 @@ async fn handle(
                     text: &text,
                     ts_ms: m.timestamp_ms,
                 };
+                if remember {
+                    let new = s.with_store(|st| st.remember_message(&row))?;
+                    return Ok(Stored::Remembered { new });
+                }
                 if let Some(answer) = gate::media_answer(&m) {
                     let reply = s.with_store(|st| st.enqueue_answered(&row, answer))?;
                     return Ok(Stored::Answered(reply));
@@ -416,7 +429,9 @@ async fn handle(
             match stored {
                 Ok(outcome) => {
                     match outcome {
-                        Stored::Queued { new: true } => shared.wake_agent(),
+                        Stored::Queued { new: true } | Stored::Remembered { new: true } => {
+                            shared.wake_agent()
+                        }
                         Stored::Held(Some(notice)) | Stored::Answered(Some(notice)) => {
                             let _ = shared.events.send(Event::Reply(notice));
                         }

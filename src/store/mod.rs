@@ -6,6 +6,7 @@
 //! This module is the only one with SQL. It must not know how text is
 //! extracted, embedded or ranked: callers hand it rows and get rows back.
 
+mod chats;
 mod docs;
 mod queue;
 mod reminders;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use chats::MemoryChat;
 pub use docs::{
     ChunkHit, ChunkRow, DocId, DocSummary, DocumentRow, FileState, IndexStats, NewChunk,
     NewMessage, RootId, RootRow, Source,
@@ -220,6 +222,19 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+/// An inbound message from sender `s`, for tests.
+#[cfg(test)]
+pub(crate) fn test_message<'a>(chat: &'a str, id: &'a str, text: &'a str) -> NewMessage<'a> {
+    NewMessage {
+        chat_id: chat,
+        msg_id: id,
+        sender: "s",
+        outgoing: false,
+        text,
+        ts_ms: 1,
+    }
+}
 
 /// A store in a fresh temporary directory, for tests.
 #[cfg(test)]

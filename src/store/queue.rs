@@ -77,7 +77,10 @@ fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
 
 /// Inserts an inbound message unless the same chat and message id is
 /// there already; 1 when inserted, 0 for a duplicate.
-fn insert_inbound(tx: &rusqlite::Transaction<'_>, m: &NewMessage<'_>) -> Result<usize, StoreError> {
+pub(super) fn insert_inbound(
+    tx: &rusqlite::Transaction<'_>,
+    m: &NewMessage<'_>,
+) -> Result<usize, StoreError> {
     Ok(tx.execute(
         "INSERT OR IGNORE INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms)
          VALUES (?1, ?2, ?3, 0, ?4, ?5)",
@@ -290,16 +293,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn msg<'a>(chat: &'a str, id: &'a str, text: &'a str) -> NewMessage<'a> {
-        NewMessage {
-            chat_id: chat,
-            msg_id: id,
-            sender: "s",
-            outgoing: false,
-            text,
-            ts_ms: 1,
-        }
-    }
+    use crate::store::test_message as msg;
 
     #[test]
     fn each_message_is_queued_once_and_answered_once() {

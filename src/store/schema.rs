@@ -136,6 +136,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         n      INTEGER NOT NULL
     );
     ",
+    // 6: chats the owner opted in to memory: stored and searchable, never
+    // answered.
+    "
+    CREATE TABLE memory_chats (
+        chat_id  TEXT PRIMARY KEY,
+        added_ms INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// Brings `db` up to the last of `migrations` (the store's or the
