@@ -198,6 +198,14 @@ fn personal_mode_drops_its_own_echo_and_never_answers_other_chats() {
     // The owner in the self chat: answered.
     b.send(mine("p3", OWNER, "/help"));
     b.wait_for(1);
+    // `hearth status` shows the bridge's link and the policy's counts.
+    let status = common::run(hearth_with_store(dir, "key", &["status"]));
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("whatsapp:        simulated"), "{shown}");
+    assert!(
+        shown.contains("0 waiting for /approve, 2 message(s) dropped by policy"),
+        "{shown}"
+    );
     // WhatsApp shows Hearth's reply in the self chat, as from the owner:
     // the same transport id comes back. It must not become a message.
     let help_id = b.printed.lock().unwrap()[0]["sent_id"]
