@@ -644,6 +644,8 @@ async fn session(
         .unwrap_or((LinkState::Connecting, None));
     w.write_all(send(ClientFrame::Link { state, detail }).as_bytes())
         .await?;
+    // A reply could not be sent (WhatsApp down): serve still has it.
+    let mut undelivered = false;
     // Everything not yet acknowledged, oldest first (serve ignores
     // duplicates).
     let mut offered = std::collections::HashSet::new();
@@ -673,6 +675,11 @@ async fn session(
                         *l = (state, detail.clone());
                     }
                     w.write_all(send(ClientFrame::Link { state, detail }).as_bytes()).await?;
+                    if state == LinkState::Connected && undelivered {
+                        // WhatsApp is back: reconnect so serve offers
+                        // the replies that could not be sent again.
+                        anyhow::bail!("WhatsApp reconnected; fetching unsent replies");
+                    }
                 }
             },
             line = frames.next() => {
@@ -689,6 +696,8 @@ async fn session(
                     Ok(ServerFrame::Outbound(o)) => {
                         if deliver(db, client, me, personal, &o).await? {
                             w.write_all(send(ClientFrame::Sent { out_id: o.out_id }).as_bytes()).await?;
+                        } else {
+                            undelivered = true;
                         }
                     }
                     Ok(ServerFrame::Typing { chat_id, on }) => {
