@@ -2,8 +2,9 @@
 //! --simulate` (the real bridge's queue, echo rule and reconnects, with
 //! stdin/stdout for WhatsApp) against the real `hearth serve` on the real
 //! model. Either process is killed (`kill -9`) and restarted, in both
-//! orders, with messages arriving while the daemon is down: every message
-//! gets exactly one reply. In personal mode Hearth's own replies coming
+//! orders, with messages arriving while the daemon is down and bridges
+//! dying with messages only they held: every message gets exactly one
+//! reply. In personal mode Hearth's own replies coming
 //! back (their echo) are dropped, and other chats are never answered.
 //! `hearth pair` with WhatsApp unreachable fails within seconds.
 
@@ -119,32 +120,37 @@ fn killing_bridge_and_daemon_in_either_order_loses_and_doubles_nothing() {
     allow_people(dir, 3, "");
     let mut printed = Vec::new();
 
-    // 1. Bridge first: kill it after two replies, then the daemon; three
-    //    more messages arrive while the daemon is down.
+    // 1. Three messages answered; then the daemon dies and three more
+    //    arrive: the bridge can only queue them. Then the bridge dies.
     let serve = start_serve(dir);
     let mut a = Bridge::start(dir);
-    for id in 0..6 {
+    for id in 0..3 {
         a.send(message(id % 3, id));
     }
-    a.wait_for(2);
-    printed.extend(a.kill());
+    a.wait_for(3);
     kill(serve);
+    for id in 3..6 {
+        a.send(message(id % 3, id));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    printed.extend(a.kill());
+
+    // 2. Another bridge takes three more while the daemon is still down,
+    //    and dies too.
     let mut b = Bridge::start(dir);
     for id in 6..9 {
         b.send(message(id % 3, id));
     }
-    std::thread::sleep(Duration::from_millis(500));
-    let serve = start_serve(dir);
-
-    // 2. Daemon first: after one more reply kill the daemon, then the
-    //    bridge; restart the bridge (nothing new on stdin), then the
-    //    daemon.
-    let before = b.seen();
-    b.wait_for(before + 1);
-    kill(serve);
+    std::thread::sleep(Duration::from_secs(1));
     printed.extend(b.kill());
+
+    // 3. A bridge with nothing new starts before the daemon; the daemon
+    //    is killed again after the first reply and restarted.
     let c = Bridge::start(dir);
     std::thread::sleep(Duration::from_millis(300));
+    let serve = start_serve(dir);
+    c.wait_for(1);
+    kill(serve);
     let serve = start_serve(dir);
     let (status, stderr, lines) = c.finish();
     printed.extend(lines);
@@ -162,6 +168,7 @@ fn killing_bridge_and_daemon_in_either_order_loses_and_doubles_nothing() {
         .iter()
         .map(|v| v["out_id"].as_i64().unwrap())
         .collect();
+    out_ids.sort();
     out_ids.dedup();
     assert_eq!(out_ids.len(), 9, "a reply printed twice");
     for v in &printed {

@@ -127,11 +127,23 @@ pub async fn run(
                 s
             }
             Err(_) => {
+                // The daemon is down: keep taking messages (into the
+                // queue) while waiting to retry.
                 let delay = super::whatsapp::serve_backoff(attempt, rand::random::<f64>());
                 attempt += 1;
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => continue,
+                let retry = tokio::time::sleep(delay);
+                tokio::pin!(retry);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break 'connect,
+                        _ = &mut retry => continue 'connect,
+                        msg = input.recv(), if stdin_open => match msg {
+                            None => stdin_open = false,
+                            Some(m) => {
+                                take(&db, m?, &mut report)?;
+                            }
+                        },
+                    }
                 }
             }
         };
@@ -167,15 +179,9 @@ pub async fn run(
                 msg = input.recv(), if stdin_open => match msg {
                     None => stdin_open = false,
                     Some(m) => {
-                        let m = m?;
-                        if m.is_from_me && db.is_own(&m.message_id.0)? {
-                            report.echoes += 1;
+                        let Some(m) = take(&db, m?, &mut report)? else {
                             continue;
-                        }
-                        report.sent += 1;
-                        let json = serde_json::to_string(&m).map_err(std::io::Error::other)?;
-                        db.kv_put(AWAITING, &m.message_id.0, &[], 0)?;
-                        db.queue_inbound(&m.chat_id.0, &m.message_id.0, &json)?;
+                        };
                         let frame = proto::encode(&ClientFrame::Inbound(Box::new(m)));
                         if w.write_all(frame.as_bytes()).await.is_err() {
                             report.reconnects += 1;
@@ -214,6 +220,25 @@ pub async fn run(
         db.kv_clear(AWAITING)?;
     }
     Ok(report)
+}
+
+/// Takes one message from stdin: drops it if it is this bridge's own echo,
+/// else commits it to the queue (and the list awaiting a reply) and
+/// returns it for sending.
+fn take(
+    db: &SessionDb,
+    m: Inbound,
+    report: &mut SimulateReport,
+) -> Result<Option<Inbound>, SimulateError> {
+    if m.is_from_me && db.is_own(&m.message_id.0)? {
+        report.echoes += 1;
+        return Ok(None);
+    }
+    report.sent += 1;
+    let json = serde_json::to_string(&m).map_err(std::io::Error::other)?;
+    db.kv_put(AWAITING, &m.message_id.0, &[], 0)?;
+    db.queue_inbound(&m.chat_id.0, &m.message_id.0, &json)?;
+    Ok(Some(m))
 }
 
 async fn on_frame(
@@ -260,10 +285,12 @@ async fn on_frame(
                 }
                 stdout.flush().await?;
                 db.mark_delivered(out_id)?;
-                if let Some(to) = &o.reply_to {
-                    db.kv_delete(AWAITING, &[to.0.as_str()])?;
-                }
                 report.replies += 1;
+            }
+            // Answered, now or by an earlier run (which may have died
+            // before noting it).
+            if let Some(to) = &o.reply_to {
+                db.kv_delete(AWAITING, &[to.0.as_str()])?;
             }
             w.write_all(proto::encode(&ClientFrame::Sent { out_id: o.out_id }).as_bytes())
                 .await?;
