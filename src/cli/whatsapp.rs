@@ -92,6 +92,13 @@ pub fn bridge(g: &GlobalArgs, socket: Option<PathBuf>) -> anyhow::Result<Outcome
                 socket,
                 personal: config.whatsapp.mode == crate::policy::Mode::Personal,
                 media_cap: config.whatsapp.media_cap(),
+                media_from: config
+                    .owner
+                    .numbers
+                    .iter()
+                    .chain(&config.whatsapp.allowed)
+                    .map(|n| n.digits().to_string())
+                    .collect(),
             },
             shutdown,
         )

@@ -183,6 +183,17 @@ pub fn keeps(media: &Media, cap: u64) -> bool {
     ) && media.bytes <= cap
 }
 
+/// Whether media from this message's sender may be saved: only the
+/// owner's and the allow-listed numbers' (`trusted`, digits), judged by the
+/// phone number (the LID's alternate address when the sender is a LID). A
+/// stranger, or someone approved later by code, cannot put files on the box.
+pub fn media_trusted(m: &Inbound, trusted: &[String]) -> bool {
+    let number = |id: &str| id.strip_suffix("@s.whatsapp.net").map(str::to_string);
+    let digits =
+        number(&m.sender_id.0).or_else(|| m.sender_alt.as_ref().and_then(|a| number(&a.0)));
+    digits.is_some_and(|d| trusted.contains(&d))
+}
+
 /// A file name for saved media: the message id (made safe) and an
 /// extension from the MIME type. Never a path the sender chose.
 pub fn inbox_name(message_id: &str, media: &Media) -> String {
@@ -415,6 +426,24 @@ mod tests {
         };
         let m = map_message(&image, &i, &me(), never).unwrap();
         assert_eq!(m.media.unwrap().kind, MediaKind::Image);
+    }
+
+    #[test]
+    fn only_trusted_numbers_may_leave_files() {
+        let trusted = vec!["4917600000002".to_string()];
+        let mut i = from_contact("T1");
+        let m = map_message(&text("x"), &i, &me(), never).unwrap();
+        assert!(media_trusted(&m, &trusted));
+        i.source.sender = jid("100000000000009@lid");
+        let lid = map_message(&text("x"), &i, &me(), never).unwrap();
+        assert!(!media_trusted(&lid, &trusted), "a LID alone is nobody");
+        i.source.sender_alt = Some(jid("4917600000002@s.whatsapp.net"));
+        let known = map_message(&text("x"), &i, &me(), never).unwrap();
+        assert!(
+            media_trusted(&known, &trusted),
+            "judged by the number behind it"
+        );
+        assert!(!media_trusted(&m, &[]));
     }
 
     #[test]

@@ -352,6 +352,9 @@ pub struct RunOptions {
     pub personal: bool,
     /// Largest media file saved, in bytes.
     pub media_cap: u64,
+    /// Numbers (digits) whose media may be saved: the owner's and the
+    /// allow-listed.
+    pub media_from: Vec<String>,
 }
 
 /// What the WhatsApp side tells the forwarder.
@@ -367,6 +370,7 @@ struct QueueHook {
     me: Me,
     inbox: PathBuf,
     media_cap: u64,
+    media_from: Vec<String>,
     wake: Arc<Notify>,
 }
 
@@ -388,7 +392,9 @@ impl InboundDurabilityHook for QueueHook {
                     continue;
                 }
             };
+            let trusted = mapping::media_trusted(&inbound, &self.media_from);
             if let Some(media) = inbound.media.as_mut()
+                && trusted
                 && mapping::keeps(media, self.media_cap)
             {
                 match save_media(
@@ -474,6 +480,7 @@ pub async fn run(opts: RunOptions, shutdown: CancellationToken) -> anyhow::Resul
         me: me.clone(),
         inbox: opts.paths.inbox(),
         media_cap: opts.media_cap,
+        media_from: opts.media_from.clone(),
         wake: wake.clone(),
     };
     let stop_wa = CancellationToken::new();
