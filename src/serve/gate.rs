@@ -1,5 +1,5 @@
-//! The door for transport messages: every inbound message from the bridge
-//! is judged by [`crate::policy`] before anything of it is stored. What
+//! The door for inbound messages: every message from the bridge is judged
+//! by [`crate::policy`] before anything of it is stored. What
 //! may be answered is queued (its chat and sender rewritten to the person
 //! behind them, so a LID and a number are one chat); an unknown sender
 //! makes the owner get one question with a code; everything else is only
@@ -10,8 +10,8 @@
 use super::Shared;
 use crate::config::Config;
 use crate::policy::{self, Identity, Verdict};
-use crate::proto::{Inbound, MediaKind};
-use crate::store::{Asked, QuestionRules, Reply, StoreError};
+use crate::proto::{ClientRole, Inbound, MediaKind};
+use crate::store::{Asked, NewMessage, QuestionRules, Reply, StoreError};
 
 /// How long an approval code is valid, and how many may be open.
 pub const QUESTIONS: QuestionRules = QuestionRules {
@@ -28,6 +28,65 @@ pub enum Admission {
     Remember { chat_id: String, sender: String },
     /// Not stored; if the owner was asked about the sender, the notice.
     Held(Option<Reply>),
+}
+
+/// What became of an inbound message.
+pub enum Stored {
+    Queued {
+        new: bool,
+    },
+    /// Not stored (policy); the notice to the owner, if one was written.
+    Held(Option<Reply>),
+    /// Stored with a fixed answer (media the model cannot read); `None`
+    /// for a duplicate.
+    Answered(Option<Reply>),
+    /// Kept for search only (an opted-in chat); the agent embeds it.
+    Remembered {
+        new: bool,
+    },
+}
+
+/// Takes one inbound message from a client: a bridge's is judged first
+/// (nothing of it is stored unless admitted), a terminal's is the owner's.
+/// Admitted messages are stored with their [`stored_text`], then queued
+/// for the agent, answered at once ([`media_answer`]), or only kept (an
+/// opted-in chat).
+pub fn take(shared: &Shared, role: ClientRole, m: &Inbound) -> Result<Stored, StoreError> {
+    let (chat, sender, remember, text) = if role == ClientRole::Bridge {
+        match admit(shared, &shared.config, m)? {
+            Admission::Queue { chat_id, sender } => (chat_id, sender, false, stored_text(m)),
+            Admission::Remember { chat_id, sender } => (chat_id, sender, true, stored_text(m)),
+            Admission::Held(notice) => return Ok(Stored::Held(notice)),
+        }
+    } else {
+        (
+            m.chat_id.0.clone(),
+            m.sender_id.0.clone(),
+            false,
+            m.text.clone(),
+        )
+    };
+    let row = NewMessage {
+        chat_id: &chat,
+        msg_id: &m.message_id.0,
+        sender: &sender,
+        outgoing: false,
+        text: &text,
+        ts_ms: m.timestamp_ms,
+    };
+    shared.with_store(|st| {
+        Ok(if remember {
+            Stored::Remembered {
+                new: st.remember_message(&row)?,
+            }
+        } else if let Some(answer) = media_answer(m) {
+            Stored::Answered(st.enqueue_answered(&row, answer)?)
+        } else {
+            Stored::Queued {
+                new: st.enqueue_inbound(&row)?,
+            }
+        })
+    })
 }
 
 /// Judges `m`, which came from the bridge.

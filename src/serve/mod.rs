@@ -34,7 +34,7 @@ use crate::proto::{
     self, ChatId, ClientFrame, ClientRole, ErrorCode, LinkState, MessageId, OutId, Outbound,
     ServerFrame, StatusReport,
 };
-use crate::store::{NewMessage, Reply, Store, StoreError};
+use crate::store::{Reply, Store, StoreError};
 
 /// What the agent tells connected clients.
 #[derive(Debug, Clone)]
@@ -345,22 +345,6 @@ impl Drop for BridgeGuard {
     }
 }
 
-/// What became of an inbound message.
-enum Stored {
-    Queued {
-        new: bool,
-    },
-    /// Not stored (policy); the notice to the owner, if one was written.
-    Held(Option<Reply>),
-    /// Stored with a fixed answer (media the model cannot read); `None`
-    /// for a duplicate.
-    Answered(Option<Reply>),
-    /// Kept for search only (an opted-in chat); the agent embeds it.
-    Remembered {
-        new: bool,
-    },
-}
-
 /// The daemon's answer to one frame after `hello`.
 async fn handle(
     shared: &Arc<Shared>,
@@ -387,52 +371,13 @@ async fn handle(
             // Policy first (transport messages only: the terminal is the
             // owner), then the commit; SQLite commits (fsync) off the
             // async threads.
-            let stored = tokio::task::spawn_blocking(move || {
-                let mut remember = false;
-                let (chat, sender) = if role == ClientRole::Bridge {
-                    match gate::admit(&s, &s.config, &m)? {
-                        gate::Admission::Queue { chat_id, sender } => (chat_id, sender),
-                        gate::Admission::Remember { chat_id, sender } => {
-                            remember = true;
-                            (chat_id, sender)
-                        }
-                        gate::Admission::Held(notice) => return Ok(Stored::Held(notice)),
-                    }
-                } else {
-                    (m.chat_id.0.clone(), m.sender_id.0.clone())
-                };
-                let text = if role == ClientRole::Bridge {
-                    gate::stored_text(&m)
-                } else {
-                    m.text.clone()
-                };
-                let row = NewMessage {
-                    chat_id: &chat,
-                    msg_id: &m.message_id.0,
-                    sender: &sender,
-                    outgoing: false,
-                    text: &text,
-                    ts_ms: m.timestamp_ms,
-                };
-                if remember {
-                    let new = s.with_store(|st| st.remember_message(&row))?;
-                    return Ok(Stored::Remembered { new });
-                }
-                if let Some(answer) = gate::media_answer(&m) {
-                    let reply = s.with_store(|st| st.enqueue_answered(&row, answer))?;
-                    return Ok(Stored::Answered(reply));
-                }
-                let new = s.store().enqueue_inbound(&row)?;
-                Ok::<_, StoreError>(Stored::Queued { new })
-            })
-            .await?;
+            let stored = tokio::task::spawn_blocking(move || gate::take(&s, role, &m)).await?;
             match stored {
                 Ok(outcome) => {
                     match outcome {
-                        Stored::Queued { new: true } | Stored::Remembered { new: true } => {
-                            shared.wake_agent()
-                        }
-                        Stored::Held(Some(notice)) | Stored::Answered(Some(notice)) => {
+                        gate::Stored::Queued { new: true }
+                        | gate::Stored::Remembered { new: true } => shared.wake_agent(),
+                        gate::Stored::Held(Some(notice)) | gate::Stored::Answered(Some(notice)) => {
                             let _ = shared.events.send(Event::Reply(notice));
                         }
                         _ => {}
