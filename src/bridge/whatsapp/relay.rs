@@ -175,6 +175,7 @@ pub async fn run(opts: RunOptions, shutdown: CancellationToken) -> anyhow::Resul
     let stop_wa = CancellationToken::new();
     let events_tx = up_tx.clone();
     let stop_on_terminal = stop_wa.clone();
+    let session_db = db.clone();
     let bot = Bot::builder()
         .with_backend(backend)
         .skip_history_sync()
@@ -182,10 +183,20 @@ pub async fn run(opts: RunOptions, shutdown: CancellationToken) -> anyhow::Resul
         .on_event(move |e: Arc<Event>, _client| {
             let tx = events_tx.clone();
             let stop = stop_on_terminal.clone();
+            let db = session_db.clone();
             async move {
                 if let Some((state, detail)) = link_state(&e) {
                     if state.needs_owner() {
                         stop.cancel();
+                    }
+                    if state == LinkState::LoggedOut {
+                        // The keys are dead at WhatsApp: drop them, so
+                        // `hearth pair` can link again at once (the queue
+                        // stays and is still delivered).
+                        let wiped = tokio::task::spawn_blocking(move || db.forget_session()).await;
+                        if !matches!(wiped, Ok(Ok(()))) {
+                            tracing::warn!("wiping the logged-out session failed");
+                        }
                     }
                     let _ = tx.send(Up::Link(state, detail));
                 }
