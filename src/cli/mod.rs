@@ -48,9 +48,10 @@ impl Outcome {
 
 /// Hearth: a fully offline assistant that runs on your own box.
 ///
-/// Models run in-process on the CPU; nothing leaves the machine. Start with
-/// `scripts/setup.sh` (builds and fetches the default models), then
-/// `hearth chat`.
+/// Models run in-process on the CPU; nothing leaves the machine but the
+/// WhatsApp messages `hearth bridge` carries. Start with `scripts/setup.sh`
+/// (builds and fetches the default models), then `hearth chat`; `hearth
+/// serve` + `hearth pair` + `hearth bridge` put it on WhatsApp.
 ///
 /// Exit codes: 0 success, 1 a check failed (e.g. `models verify`), 2 error.
 #[derive(Debug, Parser)]
