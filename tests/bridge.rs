@@ -221,6 +221,11 @@ fn personal_mode_drops_its_own_echo_and_never_answers_other_chats() {
         .to_string();
     b.send(mine(&help_id, OWNER, hearth::command::HELP));
     let (status, stderr, printed) = b.finish();
+    // With the bridge gone, its last link state is not shown as current.
+    let after = common::run(hearth_with_store(dir, "key", &["status"]));
+    let shown = String::from_utf8_lossy(&after.stdout);
+    assert!(shown.contains("bridge:          not connected"), "{shown}");
+    assert!(!shown.contains("whatsapp:"), "{shown}");
     kill(serve);
     // Anna's two messages stay unanswered (exit 1 says so).
     assert_eq!(status.code(), Some(1), "{stderr}");

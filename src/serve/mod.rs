@@ -341,7 +341,10 @@ impl BridgeGuard {
 
 impl Drop for BridgeGuard {
     fn drop(&mut self) {
-        self.0.bridges.fetch_sub(1, Ordering::Relaxed);
+        // The last bridge gone: its link state is no longer known.
+        if self.0.bridges.fetch_sub(1, Ordering::Relaxed) == 1 {
+            *self.0.link.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
 }
 
