@@ -1,7 +1,7 @@
 //! Wall-clock time for people: formatting timestamps (milliseconds since
 //! the Unix epoch) without a calendar dependency.
 //!
-//! Pure functions; must not read the clock except in [`now_ms`].
+//! Pure functions; must not read the clock except in [`now_ms`] (and [`now_s`], from it).
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -9,6 +9,11 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_s() -> i64 {
+    now_ms() / 1000
 }
 
 /// `2026-11-25 14:03 UTC` for a time in milliseconds since the epoch.

@@ -33,19 +33,12 @@ impl Key {
 
     /// Lower-case hex, as written to key files and handed to SQLCipher.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(&self.0)
     }
 
     fn from_hex(s: &str) -> Option<Self> {
-        let s = s.trim();
-        if s.len() != 64 {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Self(bytes))
+        let bytes = crate::hex::decode(s.trim())?;
+        Some(Self(bytes.try_into().ok()?))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod embed;
+pub mod hex;
 pub mod index;
 pub mod key;
 pub mod llm;

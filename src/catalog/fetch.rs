@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use super::{Catalog, CatalogError, ModelFile, hex};
+use super::{Catalog, CatalogError, ModelFile};
 
 /// Where hub downloads are staged (inside the models directory, so the
 /// final rename never crosses file systems).
@@ -162,7 +162,7 @@ impl<'c> Installer<'c> {
             })?;
             out.sync_all()
                 .map_err(|e| CatalogError::io(format!("syncing {}", partial.display()), e))?;
-            let actual = hex(&hasher.finalize());
+            let actual = crate::hex::encode(&hasher.finalize());
             if !actual.eq_ignore_ascii_case(&file.sha256) {
                 return Err(CatalogError::HashMismatch {
                     file: file.file.clone(),

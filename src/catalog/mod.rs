@@ -259,11 +259,7 @@ pub fn sha256_file(p: &Path) -> Result<String, CatalogError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::hex::encode(&h.finalize()))
 }
 
 /// Finds the models directory: an explicit choice, else `./models` when it

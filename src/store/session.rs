@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Create, StoreError};
+use crate::clock::now_s;
 
 const MIGRATIONS: &[&str] = &[
     // 1: session key/values, inbound queue, delivered replies, own sends.
@@ -60,13 +61,6 @@ impl std::fmt::Debug for SessionDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionDb").field("db", &self.db).finish()
     }
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl SessionDb {

@@ -8,7 +8,8 @@ use whatsapp_rust::wacore::store::traits::{
     DeviceListRecord, LidPnMappingEntry, ProtocolStore, TcTokenEntry,
 };
 
-use super::{SessionBackend, de, join, now_s, ns, ser};
+use super::{SessionBackend, de, join, ns, ser};
+use crate::clock::now_s;
 
 #[whatsapp_rust::async_trait]
 impl ProtocolStore for SessionBackend {

@@ -11,7 +11,8 @@ use whatsapp_rust::wacore::appstate::processor::AppStateMutationMAC;
 use whatsapp_rust::wacore::store::error::Result;
 use whatsapp_rust::wacore::store::traits::{AppStateSyncKey, AppSyncStore, SignalStore};
 
-use super::{SessionBackend, de, hex, ns, ser, unhex};
+use super::{SessionBackend, de, ns, ser};
+use crate::hex::{decode as unhex, encode as hex};
 
 #[whatsapp_rust::async_trait]
 impl SignalStore for SessionBackend {
