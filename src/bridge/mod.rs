@@ -11,6 +11,29 @@
 pub mod simulate;
 pub mod whatsapp;
 
+/// The inbound messages waiting in the bridge's queue (stored as their
+/// JSON), as protocol frames, oldest first. One that cannot be read is
+/// skipped with a warning: offering it again would never help.
+pub fn queued_frames(
+    db: &crate::store::session::SessionDb,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    Ok(db
+        .queued_inbound()?
+        .into_iter()
+        .filter_map(
+            |stored| match serde_json::from_str::<crate::proto::Inbound>(&stored) {
+                Ok(m) => Some(crate::proto::encode(&crate::proto::ClientFrame::Inbound(
+                    Box::new(m),
+                ))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "an unreadable queued message skipped");
+                    None
+                }
+            },
+        )
+        .collect())
+}
+
 /// The longest WhatsApp message Hearth sends, in characters.
 pub const WHATSAPP_MAX_CHARS: usize = 4000;
 

@@ -163,11 +163,8 @@ pub async fn run(
             w.write_all(proto::encode(&f).as_bytes()).await?;
         }
         // Whatever was not acknowledged, this run's or a killed one's.
-        for stored in db.queued_inbound()? {
-            if let Ok(m) = serde_json::from_str::<Inbound>(&stored) {
-                w.write_all(proto::encode(&ClientFrame::Inbound(Box::new(m))).as_bytes())
-                    .await?;
-            }
+        for frame in super::queued_frames(&db)? {
+            w.write_all(frame.as_bytes()).await?;
         }
         loop {
             if !stdin_open && db.kv_scan(AWAITING)?.is_empty() && db.queued_inbound_count()? == 0 {

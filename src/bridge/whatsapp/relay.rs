@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
@@ -29,7 +28,7 @@ use super::backend::SessionBackend;
 use super::mapping::{self, Me};
 use super::{linked_account, open_session};
 use crate::paths::BridgePaths;
-use crate::proto::{self, ClientFrame, ClientRole, Inbound, LinkState, Outbound, ServerFrame};
+use crate::proto::{self, ClientFrame, ClientRole, LinkState, Outbound, ServerFrame};
 use crate::store::Create;
 use crate::store::session::SessionDb;
 
@@ -358,21 +357,21 @@ async fn session(
     let mut offered = std::collections::HashSet::new();
     let offer_all =
         |offered: &mut std::collections::HashSet<String>| -> anyhow::Result<Vec<String>> {
-            let queued = db.queued_inbound()?;
+            let queued = crate::bridge::queued_frames(db)?;
             Ok(queued
                 .into_iter()
                 .filter(|f| offered.insert(f.clone()))
                 .collect())
         };
     for f in offer_all(&mut offered)? {
-        w.write_all(inbound_frame(&f)?.as_bytes()).await?;
+        w.write_all(f.as_bytes()).await?;
     }
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = wake.notified() => {
                 for f in offer_all(&mut offered)? {
-                    w.write_all(inbound_frame(&f)?.as_bytes()).await?;
+                    w.write_all(f.as_bytes()).await?;
                 }
             }
             u = up.recv() => match u {
@@ -428,12 +427,6 @@ async fn session(
             }
         }
     }
-}
-
-/// A queued inbound message (stored as its JSON) as a protocol frame.
-fn inbound_frame(stored: &str) -> anyhow::Result<String> {
-    let m: Inbound = serde_json::from_str(stored).context("a queued message is unreadable")?;
-    Ok(proto::encode(&ClientFrame::Inbound(Box::new(m))))
 }
 
 /// Sends one reply over WhatsApp. `Ok(true)`: delivered now or before
