@@ -18,14 +18,27 @@ pub fn now_s() -> i64 {
 
 /// `2026-11-25 14:03 UTC` for a time in milliseconds since the epoch.
 pub fn utc_minute(ts_ms: i64) -> String {
+    let (date, rem) = utc_parts(ts_ms);
+    format!("{date} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+/// `2026-11-25 14:03:07 UTC`.
+pub fn utc_second(ts_ms: i64) -> String {
+    let (date, rem) = utc_parts(ts_ms);
+    format!(
+        "{date} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The date as `YYYY-MM-DD` and the seconds into that day.
+fn utc_parts(ts_ms: i64) -> (String, i64) {
     let secs = ts_ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    (format!("{year:04}-{month:02}-{day:02}"), rem)
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's

@@ -1,6 +1,6 @@
 //! Owner commands: `/help`, `/status`, `/new`, `/search`, `/remind`,
 //! `/reminders`, `/cancel`, `/approve`, `/deny`, `/pause`, `/resume`,
-//! `/memory`. Parsed from the owner's
+//! `/memory`, `/audit`. Parsed from the owner's
 //! messages before the model sees them (anyone else's `/…` text is just
 //! text); an unknown command gets the list, never the model.
 //!
@@ -33,6 +33,9 @@ pub enum Command {
     Resume,
     /// Opt-in chat memory.
     Memory(MemoryAction),
+    /// Check the audit log and send its head; with a head kept earlier
+    /// (`SEQ:HASH`), also check that record.
+    Audit(Option<String>),
     /// `/something` Hearth does not know.
     Unknown(String),
 }
@@ -87,6 +90,7 @@ impl Command {
             Command::Pause => "pause",
             Command::Resume => "resume",
             Command::Memory(_) => "memory",
+            Command::Audit(_) => "audit",
             Command::Unknown(_) => "unknown",
         }
     }
@@ -103,7 +107,8 @@ pub const HELP: &str = "Commands:
 /cancel N: cancel reminder N
 /approve CODE, /deny CODE: let someone who wrote talk to Hearth, or not
 /pause, /resume: stop and restart answering (messages are kept and answered on resume)
-/memory add CHAT, /memory list, /memory remove CHAT: keep another chat's messages for search (never answered there)";
+/memory add CHAT, /memory list, /memory remove CHAT: keep another chat's messages for search (never answered there)
+/audit: check the audit log and get its head to keep; /audit SEQ:HASH checks a head you kept";
 
 /// The command in `text`, if it is one (starts with `/`).
 pub fn parse(text: &str) -> Option<Command> {
@@ -125,6 +130,7 @@ pub fn parse(text: &str) -> Option<Command> {
         "pause" => Command::Pause,
         "resume" => Command::Resume,
         "memory" => Command::Memory(memory_action(args)),
+        "audit" => Command::Audit((!args.is_empty()).then(|| args.to_string())),
         _ => Command::Unknown(word.chars().take(32).collect()),
     })
 }

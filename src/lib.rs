@@ -5,6 +5,7 @@
 //! model files exist and puts them in place, and [`cli`] is the `hearth`
 //! command line on top of both.
 
+pub mod audit;
 pub mod bridge;
 pub mod catalog;
 pub mod cli;

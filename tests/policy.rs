@@ -183,6 +183,30 @@ fn stored_texts(dir: &Path) -> String {
         .join("\n")
 }
 
+/// The audit log as `action object [actor]` lines, after checking that
+/// its chain is intact and that no message text is in it.
+fn audit_log(dir: &Path) -> Vec<String> {
+    let store = store(dir);
+    let records = store.audit_records().unwrap();
+    assert!(
+        hearth::audit::verify(store.audit_anchor().unwrap(), records.clone()).is_ok(),
+        "audit chain broken"
+    );
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| format!("{} {} [{}]", r.action, r.object, r.actor))
+        .collect();
+    assert!(
+        !lines.iter().any(|l| l.contains("secret-")),
+        "message text in the audit log: {lines:?}"
+    );
+    lines
+}
+
+fn has(log: &[String], want: &str) -> bool {
+    log.iter().any(|l| l.starts_with(want))
+}
+
 /// A message the owner's account itself sent (personal mode).
 fn mine(id: &str, chat: &str, text: &str) -> Value {
     let mut m = msg(id, chat, OWNER, text);
@@ -229,8 +253,30 @@ fn unknown_senders_are_held_until_the_owner_approves_them() {
                 "the reply goes to the chat that asked"
             );
             assert_eq!(reply["reply_to"], "a3");
+
+            // The owner can take the log's head to the phone and check it later.
+            t.send(msg("o2", OWNER, OWNER, "/audit"));
+            let audit = t.outbound()["text"].as_str().unwrap().to_string();
+            assert!(audit.starts_with("audit log intact: "), "{audit}");
+            let head = audit.split("head ").nth(1).unwrap();
+            let head = head.split(['.', '\n']).next().unwrap().to_string();
+            t.send(msg("o3", OWNER, OWNER, &format!("/audit {head}")));
+            let again = t.outbound()["text"].as_str().unwrap().to_string();
+            assert!(again.contains("matches the head you kept"), "{again}");
+            t.send(msg("o4", OWNER, OWNER, "/audit 1:00"));
+            let bad = t.outbound()["text"].as_str().unwrap().to_string();
+            assert!(bad.contains("not a head"), "{bad}");
         },
-        |_| {},
+        |dir| {
+            let log = audit_log(dir);
+            for want in [
+                "sender-asked +447009001111",
+                "command /approve [owner@4915112345678@s.whatsapp.net]",
+                "sender-approved +447009001111",
+            ] {
+                assert!(has(&log, want), "no `{want}` in {log:#?}");
+            }
+        },
     );
 }
 
@@ -280,7 +326,16 @@ fn denied_senders_are_dropped_and_lids_are_judged_by_the_person() {
             t.send(msg("o3", "555000111@lid", "555000111@lid", "/new"));
             assert_eq!(t.outbound()["text"], "Fresh conversation started.");
         },
-        |_| {},
+        |dir| {
+            let log = audit_log(dir);
+            for want in [
+                "sender-asked lid:4915112345678",
+                "sender-denied lid:4915112345678",
+                "message-refused message in 4915112345678@lid: denied",
+            ] {
+                assert!(has(&log, want), "no `{want}` in {log:#?}");
+            }
+        },
     );
 }
 

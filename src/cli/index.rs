@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{GlobalArgs, Outcome, load_embedder};
+use crate::audit::{Action, Actor, Entry};
 use crate::index::scope::DEFAULT_EXCLUSIONS;
 use crate::index::sync::{Progress, sync};
 use crate::store::{Create, Store};
@@ -33,6 +34,11 @@ pub enum IndexCommand {
     Include { pattern: String },
 }
 
+/// An audit entry for something done at the terminal.
+fn local(action: Action, object: impl std::fmt::Display) -> Entry {
+    Entry::new(Actor::Local, action, object.to_string())
+}
+
 pub(crate) fn open_store(g: &GlobalArgs) -> anyhow::Result<Store> {
     Ok(Store::open(&g.paths()?, Create::IfMissing)?)
 }
@@ -45,6 +51,7 @@ pub fn run(g: &GlobalArgs, a: IndexArgs) -> anyhow::Result<Outcome> {
             let real = canonical_dir(&dir)?;
             let (_, new) = store.add_root(&real)?;
             if new {
+                store.audit(&local(Action::RootAdded, real.display()))?;
                 eprintln!("added {}; run `hearth index` to index it", real.display());
             } else {
                 eprintln!("{} is already registered", real.display());
@@ -54,6 +61,7 @@ pub fn run(g: &GlobalArgs, a: IndexArgs) -> anyhow::Result<Outcome> {
         Some(IndexCommand::Remove { dir }) => {
             let real = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
             if store.remove_root(&real)? || store.remove_root(&dir)? {
+                store.audit(&local(Action::RootRemoved, real.display()))?;
                 store.checkpoint()?;
                 eprintln!("removed {} and everything indexed from it", real.display());
                 Ok(Outcome::Ok)
@@ -87,7 +95,9 @@ pub fn run(g: &GlobalArgs, a: IndexArgs) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Some(IndexCommand::Exclude { pattern }) => {
-            store.add_exclusion(&pattern)?;
+            if store.add_exclusion(&pattern)? {
+                store.audit(&local(Action::ExclusionAdded, &pattern))?;
+            }
             eprintln!("excluding `{pattern}` from the next `hearth index` on");
             Ok(Outcome::Ok)
         }
@@ -95,6 +105,7 @@ pub fn run(g: &GlobalArgs, a: IndexArgs) -> anyhow::Result<Outcome> {
             if !store.remove_exclusion(&pattern)? {
                 anyhow::bail!("`{pattern}` is not one of your exclusions");
             }
+            store.audit(&local(Action::ExclusionRemoved, &pattern))?;
             Ok(Outcome::Ok)
         }
     }

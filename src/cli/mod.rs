@@ -11,6 +11,7 @@ macro_rules! outln {
     }};
 }
 
+mod audit;
 mod bench;
 mod chat;
 mod index;
@@ -183,6 +184,19 @@ pub enum Command {
     ///   hearth init --owner +4915112345678
     #[command(verbatim_doc_comment)]
     Init(serve::InitArgs),
+    /// Show and check the tamper-evident audit log
+    ///
+    /// Every security-relevant action (folders added or removed, files
+    /// refused, senders approved or denied, owner commands, reminders
+    /// fired, data erased or exported, pairing, keys) is a record chained
+    /// to the one before by its sha256.
+    ///
+    /// Examples:
+    ///   hearth audit tail -n 50
+    ///   hearth audit verify
+    ///   hearth audit verify --head 57:3f2a…   # a head /audit sent you
+    #[command(subcommand, verbatim_doc_comment)]
+    Audit(audit::AuditCommand),
 }
 
 /// Options shared by every command that runs a model.
@@ -235,7 +249,8 @@ pub fn init_process(cli: &Cli) {
         | Command::Pair(_)
         | Command::Unpair(_)
         | Command::Status(_)
-        | Command::Init(_) => None,
+        | Command::Init(_)
+        | Command::Audit(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -280,6 +295,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
             None => remote::status(&g.paths()?.socket()),
         },
         Command::Init(a) => serve::init(&g, a),
+        Command::Audit(c) => audit::run(&g, c),
     }
 }
 

@@ -100,11 +100,27 @@ pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// Audits the daemon's start, and a config that changed since the last.
+fn audit_start(store: &mut Store, config: &std::path::Path) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    // A missing config file (defaults) has a fingerprint too.
+    let bytes = std::fs::read(config).unwrap_or_default();
+    let fingerprint = crate::hex::encode(&Sha256::digest(&bytes));
+    store.config_seen(&config.display().to_string(), &fingerprint)?;
+    store.audit(&crate::audit::Entry::new(
+        crate::audit::Actor::Serve,
+        crate::audit::Action::ServeStarted,
+        format!("hearth {}", env!("CARGO_PKG_VERSION")),
+    ))?;
+    Ok(())
+}
+
 pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
     let config = crate::config::Config::load(&g.config_file())?;
     let paths = g.paths()?;
     let socket = a.socket.unwrap_or_else(|| paths.socket());
-    let store = Store::open(&paths, Create::IfMissing)?;
+    let mut store = Store::open(&paths, Create::IfMissing)?;
+    audit_start(&mut store, &g.config_file())?;
     if a.model.model.is_none() {
         a.model.model = config.model.name.clone();
     }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::chunk::{ChunkSize, chunk_text};
 use super::extract::{Extracted, extract};
 use super::scope::{Exclusions, Refusal, open_within};
+use crate::audit::{Action, Actor, Entry, Outcome as AuditOutcome};
 use crate::embed::Embedder;
 use crate::store::{FileState, NewChunk, Store, StoreError};
 
@@ -103,6 +104,14 @@ pub fn sync(
                 Err(FileError::Refused(r)) => {
                     tracing::warn!(path = %path.display(), reason = %r, "file refused");
                     report.refused += 1;
+                    store.audit(
+                        &Entry::new(
+                            Actor::Local,
+                            Action::FileRefused,
+                            format!("{}: {r}", path.display()),
+                        )
+                        .outcome(AuditOutcome::Refused),
+                    )?;
                     if let Some(doc) = previous {
                         store.delete_document(doc.id)?;
                     }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::memory::Memory;
 use super::{Event, Shared};
+use crate::audit::{Action, Actor, Entry};
 use crate::command::{self, Command};
 use crate::config::Config;
 use crate::llm::kv::KvSnapshot;
@@ -123,6 +124,11 @@ pub fn run(
         served.insert(next.chat_id.clone(), tick);
         if let Some(cmd) = owner_command(config, &next) {
             let text = super::commands::run(shared, memory.as_mut(), &next, &cmd);
+            shared.audit(Entry::new(
+                Actor::Owner(next.chat_id.clone()),
+                Action::Command,
+                format!("/{}", cmd.name()),
+            ));
             record(shared, &next, &text);
             continue;
         }

@@ -6,6 +6,7 @@
 
 use super::Shared;
 use super::memory::Memory;
+use crate::audit::{Action, Actor, Entry};
 use crate::command::{self, Command, MemoryAction};
 use crate::policy::Decision;
 use crate::reminder;
@@ -130,8 +131,8 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
         Command::Approve(code) | Command::Deny(code) if code.is_empty() => {
             "Which one? Use the code from the message that asked, e.g. /approve K7QX2".into()
         }
-        Command::Approve(code) => settle(shared, code, Decision::Approved),
-        Command::Deny(code) => settle(shared, code, Decision::Denied),
+        Command::Approve(code) => settle(shared, msg, code, Decision::Approved),
+        Command::Deny(code) => settle(shared, msg, code, Decision::Denied),
         Command::Pause => match shared.with_store(|s| s.set_paused(true)) {
             Ok(()) => "Paused: messages are kept but not answered until /resume.".into(),
             Err(e) => failed("pause", &e),
@@ -142,13 +143,15 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
             }
             Err(e) => failed("resume", &e),
         },
-        Command::Memory(action) => memory_chats(shared, action),
+        Command::Memory(action) => memory_chats(shared, msg, action),
+        Command::Audit(head) => audit(shared, head.as_deref()),
         Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
     }
 }
 
 /// `/memory add|list|remove`.
-fn memory_chats(shared: &Shared, action: &MemoryAction) -> String {
+fn memory_chats(shared: &Shared, msg: &Pending, action: &MemoryAction) -> String {
+    let owner = || Actor::Owner(msg.chat_id.clone());
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "memory command failed");
         format!("Could not change chat memory: {e}")
@@ -161,12 +164,15 @@ fn memory_chats(shared: &Shared, action: &MemoryAction) -> String {
         MemoryAction::Add(chat) => {
             let now = crate::clock::now_ms();
             match shared.with_store(|s| s.add_memory_chat(chat, now)) {
-                Ok(true) => format!(
-                    "From now on messages in {} are kept for /search and questions. \
+                Ok(true) => {
+                    shared.audit(Entry::new(owner(), Action::ChatKept, chat.clone()));
+                    format!(
+                        "From now on messages in {} are kept for /search and questions. \
                      Hearth will not answer there. /memory remove {} deletes them.",
-                    describe_chat(chat),
-                    describe_chat(chat)
-                ),
+                        describe_chat(chat),
+                        describe_chat(chat)
+                    )
+                }
                 Ok(false) => format!("{} is already kept.", describe_chat(chat)),
                 Err(e) => failed(&e),
             }
@@ -183,13 +189,49 @@ fn memory_chats(shared: &Shared, action: &MemoryAction) -> String {
             Err(e) => failed(&e),
         },
         MemoryAction::Remove(chat) => match shared.with_store(|s| s.remove_memory_chat(chat)) {
-            Ok(Some(n)) => format!(
-                "{} is no longer kept; {n} stored message(s) deleted.",
-                describe_chat(chat)
-            ),
+            Ok(Some(n)) => {
+                shared.audit(Entry::new(
+                    owner(),
+                    Action::ChatForgotten,
+                    format!("{chat} ({n} message(s))"),
+                ));
+                format!(
+                    "{} is no longer kept; {n} stored message(s) deleted.",
+                    describe_chat(chat)
+                )
+            }
             Ok(None) => format!("{} was not kept.", describe_chat(chat)),
             Err(e) => failed(&e),
         },
+    }
+}
+
+/// `/audit [SEQ:HASH]`: the chain's state and the head to keep.
+fn audit(shared: &Shared, head: Option<&str>) -> String {
+    let kept = match head.map(|h| (h, crate::audit::parse_head(h))) {
+        None => None,
+        Some((_, Some(k))) => Some(k),
+        Some((h, None)) => {
+            return format!(
+                "{h:?} is not a head: send /audit SEQ:HASH as an earlier /audit gave it."
+            );
+        }
+    };
+    match shared.with_store(|s| s.verify_audit(kept)) {
+        Ok(result) => {
+            let mut text = crate::audit::describe(&result, kept);
+            if result.is_ok() && kept.is_none() {
+                text.push_str(
+                    ".\nKeep this message: if the log on the box is ever rewritten, \
+                     /audit with this head (or `hearth audit verify --head …`) will say so.",
+                );
+            }
+            text
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "audit check failed");
+            format!("Could not read the audit log: {e}")
+        }
     }
 }
 
@@ -202,12 +244,20 @@ fn describe_chat(chat: &str) -> String {
 }
 
 /// `/approve` and `/deny`.
-fn settle(shared: &Shared, code: &str, decision: Decision) -> String {
+fn settle(shared: &Shared, msg: &Pending, code: &str, decision: Decision) -> String {
     let now = crate::clock::now_ms();
     let ttl = super::gate::QUESTIONS.ttl_ms;
     match shared.with_store(|s| s.settle_sender(code, decision, now, ttl)) {
         Ok(Some(who)) => {
             tracing::info!(decision = ?decision, "sender decided");
+            shared.audit(Entry::new(
+                Actor::Owner(msg.chat_id.clone()),
+                match decision {
+                    Decision::Approved => Action::SenderApproved,
+                    Decision::Denied => Action::SenderDenied,
+                },
+                who.clone(),
+            ));
             let who = who.replace("lid:", "LID ");
             match decision {
                 Decision::Approved => format!("Approved {who}: they can talk to Hearth now."),

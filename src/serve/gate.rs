@@ -8,6 +8,7 @@
 //! Must not hold SQL (the store does) or talk to sockets.
 
 use super::Shared;
+use crate::audit::{Action, Actor, Entry, Outcome};
 use crate::config::Config;
 use crate::policy::{self, Identity, Verdict};
 use crate::proto::{ClientRole, Inbound, MediaKind};
@@ -101,6 +102,11 @@ pub fn admit(shared: &Shared, config: &Config, m: &Inbound) -> Result<Admission,
     let chat_person = policy::identity(&m.chat_id.0, None, lookup);
     let Some(chat) = policy::Jid::parse(&m.chat_id.0) else {
         store.count_dropped(policy::DropReason::Unidentified.name())?;
+        store.audit(&refused(
+            &m.sender_id.0,
+            &m.chat_id.0,
+            policy::DropReason::Unidentified,
+        ))?;
         return Ok(Admission::Held(None));
     };
     let decided = match &sender {
@@ -169,6 +175,12 @@ pub fn admit(shared: &Shared, config: &Config, m: &Inbound) -> Result<Admission,
                 "unknown sender held"
             );
             store.count_dropped("unknown_sender")?;
+            if let Asked::New(_) = asked {
+                store.audit(
+                    &Entry::new(Actor::Sender(who.key()), Action::SenderAsked, who.key())
+                        .outcome(Outcome::Refused),
+                )?;
+            }
             Ok(Admission::Held(match asked {
                 Asked::New(r) => Some(r),
                 Asked::AlreadyOpen | Asked::TooMany => None,
@@ -177,9 +189,35 @@ pub fn admit(shared: &Shared, config: &Config, m: &Inbound) -> Result<Admission,
         Verdict::Drop(reason) => {
             tracing::info!(reason = reason.name(), "message dropped by policy");
             store.count_dropped(reason.name())?;
+            if audited(reason) {
+                let who = sender.as_ref().map(Identity::key);
+                let who = who.as_deref().unwrap_or(&m.sender_id.0);
+                store.audit(&refused(who, &chat_id, reason))?;
+            }
             Ok(Admission::Held(None))
         }
     }
+}
+
+/// Refusals that say something about who tries to reach Hearth are
+/// audited; traffic that was never meant for it (other groups, the owner's
+/// other chats in personal mode, the account's own messages) is only
+/// counted, so the log does not become a record of the owner's contacts.
+fn audited(reason: policy::DropReason) -> bool {
+    use policy::DropReason as D;
+    match reason {
+        D::Denied | D::TooManyPending | D::Unidentified => true,
+        D::GroupNotAllowed | D::GroupWithoutMention | D::FromMe | D::NotSelfChat => false,
+    }
+}
+
+fn refused(sender: &str, chat: &str, reason: policy::DropReason) -> Entry {
+    Entry::new(
+        Actor::Sender(sender.to_string()),
+        Action::MessageRefused,
+        format!("message in {chat}: {}", reason.name()),
+    )
+    .outcome(Outcome::Refused)
 }
 
 /// `+4915…` for a number, `a private WhatsApp id (LID …)` otherwise.

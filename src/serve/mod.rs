@@ -78,6 +78,14 @@ impl Shared {
         f(&mut self.store())
     }
 
+    /// Appends an audit record; a failure is logged, never blocks what
+    /// was audited.
+    pub fn audit(&self, e: crate::audit::Entry) {
+        if let Err(err) = self.with_store(|s| s.audit(&e)) {
+            tracing::error!(error = %err, action = e.action.as_str(), "audit record not written");
+        }
+    }
+
     /// The agent is alive (it calls this between messages and tokens).
     fn beat(&self) {
         self.agent_beat

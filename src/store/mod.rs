@@ -6,6 +6,7 @@
 //! This module is the only one with SQL. It must not know how text is
 //! extracted, embedded or ranked: callers hand it rows and get rows back.
 
+mod audit;
 mod chats;
 mod docs;
 mod queue;
@@ -93,9 +94,17 @@ impl Store {
     /// byte of the database is written.
     pub fn open(paths: &Paths, create: Create) -> Result<Self, StoreError> {
         let db = paths.database();
-        let conn = open_encrypted(&db, &paths.data_dir, &paths.key_file, create)?;
+        let (conn, key_created) = open_encrypted(&db, &paths.data_dir, &paths.key_file, create)?;
         schema::migrate(&conn, &db, schema::MIGRATIONS)?;
-        Ok(Self { conn, db })
+        let mut store = Self { conn, db };
+        if key_created {
+            store.audit(&crate::audit::Entry::new(
+                crate::audit::Actor::Local,
+                crate::audit::Action::KeyCreated,
+                paths.key_file.display().to_string(),
+            ))?;
+        }
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -123,18 +132,20 @@ impl Store {
 /// Opens (or creates, when `create` allows) the SQLCipher database `db` in
 /// `dir` under the key in `key_file`, configured for durability. The file is
 /// made mode 0600 before SQLite touches it, its directory 0700. A wrong or
-/// missing key fails before any byte of the database is written.
+/// missing key fails before any byte of the database is written. Says
+/// whether the key was created now.
 fn open_encrypted(
     db: &Path,
     dir: &Path,
     key_file: &Path,
     create: Create,
-) -> Result<Connection, StoreError> {
+) -> Result<(Connection, bool), StoreError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| StoreError::Io { path, source }
     };
     let db_exists = db.exists();
+    let mut created = false;
     let key = match key::read(key_file) {
         Ok(k) => k,
         Err(KeyError::Missing { .. }) if db_exists => {
@@ -146,6 +157,7 @@ fn open_encrypted(
         Err(KeyError::Missing { .. }) if create == Create::IfMissing => {
             let k = key::create(key_file)?;
             tracing::info!(key_file = %key_file.display(), "created a new key");
+            created = true;
             k
         }
         Err(e) => return Err(e.into()),
@@ -182,7 +194,7 @@ fn open_encrypted(
     )?;
     unlock(&conn, &key, db, key_file)?;
     configure(&conn)?;
-    Ok(conn)
+    Ok((conn, created))
 }
 
 /// Hands SQLCipher the raw 256-bit key and proves it opens the file.

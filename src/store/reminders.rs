@@ -7,6 +7,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::queue::insert_outgoing;
 use super::{Reply, Store, StoreError};
+use crate::audit::{Action, Actor, Entry};
 use crate::clock::now_ms;
 
 /// A reminder's number, as `/reminders` lists it and `/cancel` takes it.
@@ -110,6 +111,15 @@ impl Store {
             tx.execute(
                 "UPDATE reminders SET state = 'fired', out_id = ?2 WHERE id = ?1",
                 params![r.id.0, out_id],
+            )?;
+            super::audit::append(
+                &tx,
+                now_ms,
+                &Entry::new(
+                    Actor::Serve,
+                    Action::ReminderFired,
+                    format!("reminder {} in {}", r.id.0, r.chat_id),
+                ),
             )?;
             out.push(Reply {
                 out_id,

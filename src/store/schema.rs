@@ -144,6 +144,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         added_ms INTEGER NOT NULL
     );
     ",
+    // 7: the audit log, a hash chain (`crate::audit`): who did what to
+    // which object, never message content.
+    "
+    CREATE TABLE audit (
+        seq     INTEGER PRIMARY KEY,
+        ts_ms   INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        object  TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        prev    BLOB NOT NULL,
+        hash    BLOB NOT NULL
+    );
+    ",
 ];
 
 /// Brings `db` up to the last of `migrations` (the store's or the

@@ -73,7 +73,7 @@ impl SessionDb {
     /// both (and the directory, mode 0700) when `create` allows.
     pub fn open(state_dir: &Path, key_file: &Path, create: Create) -> Result<Self, StoreError> {
         let db = Self::file(state_dir);
-        let conn = super::open_encrypted(&db, state_dir, key_file, create)?;
+        let (conn, _) = super::open_encrypted(&db, state_dir, key_file, create)?;
         super::schema::migrate(&conn, &db, MIGRATIONS)?;
         Ok(Self {
             conn: Mutex::new(conn),
