@@ -1,6 +1,6 @@
 //! Owner commands: `/help`, `/status`, `/new`, `/search`, `/remind`,
 //! `/reminders`, `/cancel`, `/approve`, `/deny`, `/pause`, `/resume`,
-//! `/memory`, `/audit`. Parsed from the owner's
+//! `/memory`, `/forget`, `/audit`. Parsed from the owner's
 //! messages before the model sees them (anyone else's `/…` text is just
 //! text); an unknown command gets the list, never the model.
 //!
@@ -33,6 +33,8 @@ pub enum Command {
     Resume,
     /// Opt-in chat memory.
     Memory(MemoryAction),
+    /// Erase what Hearth remembers.
+    Forget(Forget),
     /// Check the audit log and send its head; with a head kept earlier
     /// (`SEQ:HASH`), also check that record.
     Audit(Option<String>),
@@ -50,6 +52,93 @@ pub enum MemoryAction {
     Remove(String),
     /// Missing or unreadable arguments: the usage.
     Usage,
+}
+
+/// `/forget …`: what to erase. Times are the owner's local civil times;
+/// the daemon places them in the configured time zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    /// The last N messages of this chat (`/forget last 5`).
+    Last(usize),
+    /// Every chat's messages of the last period (`/forget last 2 hours`).
+    Recent(std::time::Duration),
+    /// A whole chat; `None` is the chat the command came from.
+    Chat(Option<String>),
+    /// Every chat's messages between two local times (`/forget from
+    /// 2026-11-01 to 2026-11-03 18:00`, `/forget since 2026-11-01`).
+    Between {
+        from: jiff::civil::DateTime,
+        to: Option<jiff::civil::DateTime>,
+    },
+    /// One indexed file, or a whole indexed folder.
+    File(std::path::PathBuf),
+    Folder(std::path::PathBuf),
+    Everything,
+    Usage,
+}
+
+/// What `/forget` says when it cannot read its arguments.
+pub const FORGET_USAGE: &str = "Usage: /forget last N (messages of this chat), \
+/forget last N minutes|hours|days, /forget chat [CHAT], \
+/forget from 2026-11-01 [18:00] to 2026-11-03 [09:00], /forget since 2026-11-01, \
+/forget file PATH, /forget folder PATH, /forget everything. \
+Forgotten messages, replies, reminders and index entries are erased from the disk, not just hidden.";
+
+fn forget(args: &str) -> Forget {
+    let (verb, rest) = match args.split_once(char::is_whitespace) {
+        Some((v, r)) => (v, r.trim()),
+        None => (args, ""),
+    };
+    match verb.to_ascii_lowercase().as_str() {
+        "everything" | "all" if rest.is_empty() => Forget::Everything,
+        "last" => {
+            let mut words = rest.split_whitespace();
+            let n = words.next().and_then(|n| n.parse::<u64>().ok());
+            match (n, words.next().map(str::to_ascii_lowercase), words.next()) {
+                (Some(n), None, None) if n > 0 => Forget::Last(n as usize),
+                (Some(n), Some(unit), None) if n > 0 => {
+                    let secs = match unit.trim_end_matches('s') {
+                        "minute" | "min" => 60,
+                        "hour" | "h" => 3600,
+                        "day" | "d" => 86_400,
+                        "week" => 7 * 86_400,
+                        _ => return Forget::Usage,
+                    };
+                    Forget::Recent(std::time::Duration::from_secs(n.saturating_mul(secs)))
+                }
+                _ => Forget::Usage,
+            }
+        }
+        "chat" if rest.is_empty() => Forget::Chat(None),
+        "chat" => chat_id(rest).map_or(Forget::Usage, |c| Forget::Chat(Some(c))),
+        "since" => civil(rest).map_or(Forget::Usage, |from| Forget::Between { from, to: None }),
+        "from" => {
+            let lower = rest.to_ascii_lowercase();
+            let Some(i) = lower.find(" to ") else {
+                return Forget::Usage;
+            };
+            match (civil(&rest[..i]), civil(&rest[i + 4..])) {
+                (Some(from), Some(to)) if from < to => Forget::Between { from, to: Some(to) },
+                _ => Forget::Usage,
+            }
+        }
+        "file" if !rest.is_empty() => Forget::File(rest.into()),
+        "folder" | "root" if !rest.is_empty() => Forget::Folder(rest.into()),
+        _ => Forget::Usage,
+    }
+}
+
+/// `2026-11-01` (its start) or `2026-11-01 18:00`.
+fn civil(s: &str) -> Option<jiff::civil::DateTime> {
+    // jiff reads the date part of a longer string as a date too, so the
+    // time is split off first.
+    let (date, time) = s.trim().split_once([' ', 'T']).unwrap_or((s.trim(), ""));
+    let date = date.parse::<jiff::civil::Date>().ok()?;
+    let time = match time.trim() {
+        "" => jiff::civil::Time::midnight(),
+        t => t.parse::<jiff::civil::Time>().ok()?,
+    };
+    Some(date.to_datetime(time))
 }
 
 /// What `/memory` says when it cannot read its arguments.
@@ -91,6 +180,7 @@ impl Command {
             Command::Resume => "resume",
             Command::Memory(_) => "memory",
             Command::Audit(_) => "audit",
+            Command::Forget(_) => "forget",
             Command::Unknown(_) => "unknown",
         }
     }
@@ -108,6 +198,7 @@ pub const HELP: &str = "Commands:
 /approve CODE, /deny CODE: let someone who wrote talk to Hearth, or not
 /pause, /resume: stop and restart answering (messages are kept and answered on resume)
 /memory add CHAT, /memory list, /memory remove CHAT: keep another chat's messages for search (never answered there)
+/forget last N | chat [CHAT] | from DATE to DATE | file PATH | folder PATH | everything: erase it for good
 /audit: check the audit log and get its head to keep; /audit SEQ:HASH checks a head you kept";
 
 /// The command in `text`, if it is one (starts with `/`).
@@ -130,6 +221,7 @@ pub fn parse(text: &str) -> Option<Command> {
         "pause" => Command::Pause,
         "resume" => Command::Resume,
         "memory" => Command::Memory(memory_action(args)),
+        "forget" | "erase" => Command::Forget(forget(args)),
         "audit" => Command::Audit((!args.is_empty()).then(|| args.to_string())),
         _ => Command::Unknown(word.chars().take(32).collect()),
     })
@@ -152,6 +244,56 @@ fn memory_action(args: &str) -> MemoryAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forget_reads_counts_periods_chats_dates_and_paths() {
+        let f = |s: &str| match parse(s) {
+            Some(Command::Forget(f)) => f,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(f("/forget last 5"), Forget::Last(5));
+        assert_eq!(
+            f("/forget last 2 hours"),
+            Forget::Recent(std::time::Duration::from_secs(7200))
+        );
+        assert_eq!(f("/forget chat"), Forget::Chat(None));
+        assert_eq!(
+            f("/forget chat +44 7009 001111"),
+            Forget::Chat(Some("447009001111@s.whatsapp.net".into()))
+        );
+        assert_eq!(f("/forget everything"), Forget::Everything);
+        assert_eq!(
+            f("/forget from 2026-11-01 to 2026-11-03 18:00"),
+            Forget::Between {
+                from: jiff::civil::date(2026, 11, 1).at(0, 0, 0, 0),
+                to: Some(jiff::civil::date(2026, 11, 3).at(18, 0, 0, 0)),
+            }
+        );
+        assert_eq!(
+            f("/forget since 2026-11-01 07:30"),
+            Forget::Between {
+                from: jiff::civil::date(2026, 11, 1).at(7, 30, 0, 0),
+                to: None,
+            }
+        );
+        assert_eq!(
+            f("/forget file /home/me/docs/bank.txt"),
+            Forget::File("/home/me/docs/bank.txt".into())
+        );
+        for bad in [
+            "/forget",
+            "/forget last",
+            "/forget last 0",
+            "/forget last 3 fortnights",
+            "/forget everything please",
+            "/forget from 2026-11-03 to 2026-11-01",
+            "/forget since yesterday",
+            "/forget chat nobody",
+            "/forget file",
+        ] {
+            assert_eq!(f(bad), Forget::Usage, "{bad}");
+        }
+    }
 
     #[test]
     fn memory_commands_name_chats_by_number_or_id() {

@@ -60,9 +60,7 @@ pub fn run(g: &GlobalArgs, a: IndexArgs) -> anyhow::Result<Outcome> {
         }
         Some(IndexCommand::Remove { dir }) => {
             let real = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
-            if store.remove_root(&real)? || store.remove_root(&dir)? {
-                store.audit(&local(Action::RootRemoved, real.display()))?;
-                store.checkpoint()?;
+            if store.forget_root(&real, Actor::Local)? || store.forget_root(&dir, Actor::Local)? {
                 eprintln!("removed {} and everything indexed from it", real.display());
                 Ok(Outcome::Ok)
             } else {

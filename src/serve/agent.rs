@@ -124,6 +124,11 @@ pub fn run(
         served.insert(next.chat_id.clone(), tick);
         if let Some(cmd) = owner_command(config, &next) {
             let text = super::commands::run(shared, memory.as_mut(), &next, &cmd);
+            if let Command::Forget(_) = cmd {
+                // Cached prompts may hold what was forgotten.
+                cache.chats.clear();
+                conv.clear();
+            }
             shared.audit(Entry::new(
                 Actor::Owner(next.chat_id.clone()),
                 Action::Command,

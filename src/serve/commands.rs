@@ -7,10 +7,10 @@
 use super::Shared;
 use super::memory::Memory;
 use crate::audit::{Action, Actor, Entry};
-use crate::command::{self, Command, MemoryAction};
+use crate::command::{self, Command, Forget, MemoryAction};
 use crate::policy::Decision;
 use crate::reminder;
-use crate::store::Pending;
+use crate::store::{Erase, Pending};
 
 /// Hits `/search` shows.
 const SEARCH_HITS: usize = 5;
@@ -145,6 +145,7 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
         },
         Command::Memory(action) => memory_chats(shared, msg, action),
         Command::Audit(head) => audit(shared, head.as_deref()),
+        Command::Forget(what) => forget(shared, msg, what),
         Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
     }
 }
@@ -203,6 +204,78 @@ fn memory_chats(shared: &Shared, msg: &Pending, action: &MemoryAction) -> String
             Ok(None) => format!("{} was not kept.", describe_chat(chat)),
             Err(e) => failed(&e),
         },
+    }
+}
+
+/// `/forget …`: erases for good, audited with the scope (never content).
+fn forget(shared: &Shared, msg: &Pending, what: &Forget) -> String {
+    let owner = Actor::Owner(msg.chat_id.clone());
+    let now = crate::clock::now_ms();
+    let local_ms = |t: jiff::civil::DateTime| {
+        t.to_zoned_datetime(shared.time_zone.clone())
+            .map(|z| z.timestamp().as_millisecond())
+    };
+    let erase = match what {
+        Forget::Usage => return command::FORGET_USAGE.to_string(),
+        Forget::Last(n) => Erase::Last {
+            chat: msg.chat_id.clone(),
+            n: *n,
+        },
+        Forget::Recent(d) => Erase::Range {
+            from_ms: now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),
+            to_ms: i64::MAX,
+        },
+        Forget::Chat(chat) => Erase::Chat(chat.clone().unwrap_or_else(|| msg.chat_id.clone())),
+        Forget::Between { from, to } => {
+            let from_ms = match local_ms(*from) {
+                Ok(t) => t,
+                Err(e) => return format!("Not forgotten: {e}"),
+            };
+            let to_ms = match to.map(local_ms).transpose() {
+                Ok(t) => t.unwrap_or(i64::MAX),
+                Err(e) => return format!("Not forgotten: {e}"),
+            };
+            Erase::Range { from_ms, to_ms }
+        }
+        Forget::File(path) => {
+            return match shared.with_store(|s| s.forget_document(path, owner)) {
+                Ok(true) => format!(
+                    "Forgot {} (its text, index entries and vectors). It is indexed again by the \
+                     next `hearth index` unless you move it out of the folder or exclude it.",
+                    path.display()
+                ),
+                Ok(false) => format!(
+                    "{} is not indexed (give the full path as /search shows it).",
+                    path.display()
+                ),
+                Err(e) => format!("Could not forget it: {e}"),
+            };
+        }
+        Forget::Folder(path) => {
+            return match shared.with_store(|s| s.forget_root(path, owner)) {
+                Ok(true) => format!(
+                    "Forgot the folder {} and everything indexed from it; Hearth no longer reads it.",
+                    path.display()
+                ),
+                Ok(false) => format!("{} is not an indexed folder.", path.display()),
+                Err(e) => format!("Could not forget it: {e}"),
+            };
+        }
+        Forget::Everything => Erase::Everything,
+    };
+    match shared.with_store(|s| s.erase(&erase, msg.row, owner)) {
+        Ok(e) => {
+            // A forgotten reminder must not fire.
+            shared.reminders_changed.notify_one();
+            format!(
+                "Forgotten and erased from the disk: {} message(s), {} reply(ies), {} reminder(s), {} document(s).",
+                e.messages, e.replies, e.reminders, e.documents
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "erasing failed");
+            format!("Could not forget: {e}")
+        }
     }
 }
 

@@ -98,7 +98,7 @@ pub struct DocSummary {
     pub chunks: u64,
 }
 
-fn path_text(p: &Path) -> String {
+pub(super) fn path_text(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 

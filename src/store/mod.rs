@@ -9,6 +9,7 @@
 mod audit;
 mod chats;
 mod docs;
+mod erase;
 mod queue;
 mod reminders;
 mod schema;
@@ -26,6 +27,7 @@ pub use docs::{
     ChunkHit, ChunkRow, DocId, DocSummary, DocumentRow, FileState, IndexStats, NewChunk,
     NewMessage, RootId, RootRow, Source,
 };
+pub use erase::{Erase, Erased};
 pub use queue::{Pending, Reply, Turn};
 pub use reminders::{ReminderId, ReminderRow};
 pub use senders::{Asked, QuestionRules};
@@ -122,9 +124,25 @@ impl Store {
 
     /// Writes the WAL back into the database and truncates it, so deleted
     /// bytes leave the WAL file too.
+    /// A reader in another process (e.g. `hearth search` while serve
+    /// runs) can hold old pages: then the WAL is retried for a moment, and
+    /// a warning says it could not be truncated yet.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        for attempt in 0..20 {
+            let busy: i64 = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if attempt == 19 {
+                tracing::warn!(
+                    "the WAL could not be truncated (another process is reading the store); \
+                     it is on the next checkpoint"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         Ok(())
     }
 }

@@ -1,0 +1,339 @@
+//! Erasure: `/forget` and retention delete what Hearth remembers so that
+//! the bytes are gone, not just unlinked. Messages go with their queue and
+//! outbox rows, chunks, vectors and full-text entries in one transaction;
+//! `secure_delete` (set on every connection) zeroes the freed space, the
+//! full-text index is merged, and the WAL is checkpointed and truncated.
+//! `Everything` also vacuums the file.
+
+use rusqlite::params;
+
+use super::{Store, StoreError};
+use crate::audit::{Action, Actor, Entry};
+
+/// What to forget. `before_row` is the message row of the command asking
+/// (it and anything after it stay: the command is answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erase {
+    /// The last `n` messages of `chat` (both directions).
+    Last { chat: String, n: usize },
+    /// A whole chat, with its reminders and `/new` mark.
+    Chat(String),
+    /// Every message (any chat) stamped in `[from_ms, to_ms)`, replies
+    /// and reminders created then.
+    Range { from_ms: i64, to_ms: i64 },
+    /// Everything remembered: messages, replies, reminders, indexed
+    /// folders with their documents, kept chats, learned LID mappings,
+    /// open questions and counters. The sender decisions (who is
+    /// approved or denied), the settings and the audit log stay.
+    Everything,
+}
+
+/// How much was erased.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub messages: u64,
+    pub replies: u64,
+    pub reminders: u64,
+    pub documents: u64,
+}
+
+impl Erase {
+    /// For the audit log: the scope without any content.
+    fn describe(&self) -> String {
+        match self {
+            Erase::Last { chat, n } => format!("last {n} message(s) of {chat}"),
+            Erase::Chat(chat) => format!("chat {chat}"),
+            Erase::Range { from_ms, to_ms } => format!(
+                "messages from {} to {}",
+                crate::clock::utc_second(*from_ms),
+                crate::clock::utc_second(*to_ms)
+            ),
+            Erase::Everything => "everything".into(),
+        }
+    }
+}
+
+impl Store {
+    /// Erases `what` (keeping message rows from `before_row` on), audits
+    /// it in the same transaction, then makes sure the bytes are gone.
+    pub fn erase(
+        &mut self,
+        what: &Erase,
+        before_row: i64,
+        actor: Actor,
+    ) -> Result<Erased, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY);
+             DELETE FROM doomed;",
+        )?;
+        match what {
+            Erase::Last { chat, n } => tx.execute(
+                "INSERT INTO doomed SELECT id FROM messages
+                 WHERE chat_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                params![chat, before_row, *n as i64],
+            )?,
+            Erase::Chat(chat) => tx.execute(
+                "INSERT INTO doomed SELECT id FROM messages WHERE chat_id = ?1 AND id < ?2",
+                params![chat, before_row],
+            )?,
+            Erase::Range { from_ms, to_ms } => tx.execute(
+                "INSERT INTO doomed SELECT id FROM messages
+                 WHERE ts_ms >= ?1 AND ts_ms < ?2 AND id < ?3",
+                params![from_ms, to_ms, before_row],
+            )?,
+            Erase::Everything => tx.execute(
+                "INSERT INTO doomed SELECT id FROM messages WHERE id < ?1",
+                [before_row],
+            )?,
+        };
+        // Replies: the outbox rows of doomed outgoing messages
+        // (`out:ID`), and any reply to a doomed inbound message.
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS doomed_out (id INTEGER PRIMARY KEY);
+             DELETE FROM doomed_out;
+             INSERT OR IGNORE INTO doomed_out
+                 SELECT CAST(substr(m.msg_id, 5) AS INTEGER) FROM messages m
+                 JOIN doomed d ON d.id = m.id
+                 WHERE m.outgoing = 1 AND m.msg_id LIKE 'out:%';
+             INSERT OR IGNORE INTO doomed_out
+                 SELECT o.id FROM outbox o JOIN doomed d ON d.id = o.inbound;",
+        )?;
+        let mut erased = Erased::default();
+        // A reminder that fired into a forgotten reply goes with it.
+        erased.reminders += tx.execute(
+            "DELETE FROM reminders WHERE out_id IN (SELECT id FROM doomed_out)",
+            [],
+        )? as u64;
+        erased.replies = tx.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM doomed_out)",
+            [],
+        )? as u64;
+        // Chunks (with their vectors and full-text entries) and queue rows
+        // go by cascade.
+        erased.messages = tx.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM doomed)",
+            [],
+        )? as u64;
+        match what {
+            Erase::Last { .. } => {}
+            Erase::Chat(chat) => {
+                erased.reminders +=
+                    tx.execute("DELETE FROM reminders WHERE chat_id = ?1", [chat])? as u64;
+                tx.execute("DELETE FROM chat_starts WHERE chat_id = ?1", [chat])?;
+            }
+            Erase::Range { from_ms, to_ms } => {
+                erased.reminders += tx.execute(
+                    "DELETE FROM reminders WHERE created_ms >= ?1 AND created_ms < ?2",
+                    params![from_ms, to_ms],
+                )? as u64;
+            }
+            Erase::Everything => {
+                erased.reminders += tx.execute("DELETE FROM reminders", [])? as u64;
+                erased.documents = tx.execute("DELETE FROM documents", [])? as u64;
+                // Chunks not tied to a surviving message or document.
+                tx.execute_batch(
+                    "DELETE FROM chunks WHERE doc_id IS NULL AND message_id IS NULL;
+                     DELETE FROM roots;
+                     DELETE FROM exclusions;
+                     DELETE FROM chat_starts;
+                     DELETE FROM memory_chats;
+                     DELETE FROM sender_requests;
+                     DELETE FROM lid_map;
+                     DELETE FROM dropped;",
+                )?;
+                // Replies to messages that stay (the command) stay too.
+                erased.replies += tx.execute(
+                    "DELETE FROM outbox WHERE inbound IS NULL OR inbound < ?1",
+                    [before_row],
+                )? as u64;
+            }
+        }
+        tx.execute_batch("DELETE FROM doomed; DELETE FROM doomed_out;")?;
+        super::audit::append(
+            &tx,
+            crate::clock::now_ms(),
+            &Entry::new(
+                actor,
+                Action::Erased,
+                format!(
+                    "{}: {} message(s), {} reply(ies), {} reminder(s), {} document(s)",
+                    what.describe(),
+                    erased.messages,
+                    erased.replies,
+                    erased.reminders,
+                    erased.documents
+                ),
+            ),
+        )?;
+        tx.commit()?;
+        self.scrub(*what == Erase::Everything)?;
+        Ok(erased)
+    }
+
+    /// Forgets one indexed file (its document, chunks, vectors and
+    /// full-text entries), audited; false when it was not indexed.
+    pub fn forget_document(
+        &mut self,
+        path: &std::path::Path,
+        actor: Actor,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM documents WHERE path = ?1",
+            [super::docs::path_text(path)],
+        )?;
+        if n > 0 {
+            super::audit::append(
+                &tx,
+                crate::clock::now_ms(),
+                &Entry::new(actor, Action::Erased, format!("file {}", path.display())),
+            )?;
+        }
+        tx.commit()?;
+        if n > 0 {
+            self.scrub(false)?;
+        }
+        Ok(n > 0)
+    }
+
+    /// Forgets an indexed folder: unregistered, with everything indexed
+    /// from it; audited. False when it was not registered.
+    pub fn forget_root(
+        &mut self,
+        path: &std::path::Path,
+        actor: Actor,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM roots WHERE path = ?1",
+            [super::docs::path_text(path)],
+        )?;
+        if n > 0 {
+            super::audit::append(
+                &tx,
+                crate::clock::now_ms(),
+                &Entry::new(actor, Action::RootRemoved, path.display().to_string()),
+            )?;
+        }
+        tx.commit()?;
+        if n > 0 {
+            self.scrub(false)?;
+        }
+        Ok(n > 0)
+    }
+
+    /// After a deletion: merges the full-text index (its segments are
+    /// rewritten without the deleted terms), optionally rebuilds the whole
+    /// file, and truncates the WAL so no old page survives in it.
+    pub fn scrub(&mut self, vacuum: bool) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize');")?;
+        if vacuum {
+            self.conn.execute_batch("VACUUM;")?;
+        }
+        self.checkpoint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewChunk, NewMessage, temp_store};
+
+    fn say(s: &mut Store, chat: &str, id: &str, text: &str, ts_ms: i64) -> i64 {
+        let m = NewMessage {
+            chat_id: chat,
+            msg_id: id,
+            sender: chat,
+            outgoing: false,
+            text,
+            ts_ms,
+        };
+        assert!(s.enqueue_inbound(&m).unwrap());
+        let p = s
+            .pending_heads()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.msg_id == id)
+            .unwrap();
+        s.record_reply(&p, &format!("reply to {text}")).unwrap();
+        s.index_message(
+            chat,
+            id,
+            &[NewChunk {
+                text: text.into(),
+                embedding: vec![0.5; 4],
+            }],
+        )
+        .unwrap();
+        p.row
+    }
+
+    fn texts(s: &Store, chat: &str) -> Vec<String> {
+        s.history(chat, 100)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.text)
+            .collect()
+    }
+
+    #[test]
+    fn forgetting_takes_replies_chunks_and_full_text_with_the_messages() {
+        let (_d, mut s) = temp_store();
+        say(&mut s, "a", "1", "alpha", 1_000);
+        say(&mut s, "a", "2", "bravo", 2_000);
+        say(&mut s, "b", "3", "charlie", 3_000);
+        let cmd = say(&mut s, "a", "4", "/forget last 2", 4_000);
+        // The last two of chat a before the command: bravo and its reply.
+        let e = s
+            .erase(
+                &Erase::Last {
+                    chat: "a".into(),
+                    n: 2,
+                },
+                cmd,
+                Actor::Local,
+            )
+            .unwrap();
+        assert_eq!((e.messages, e.replies), (2, 1));
+        assert_eq!(
+            texts(&s, "a"),
+            [
+                "alpha",
+                "reply to alpha",
+                "/forget last 2",
+                "reply to /forget last 2"
+            ]
+        );
+        assert!(s.fts_search("bravo", 10).unwrap().is_empty());
+        assert_eq!(s.fts_search("charlie", 10).unwrap().len(), 1);
+
+        let e = s
+            .erase(&Erase::Chat("b".into()), i64::MAX, Actor::Local)
+            .unwrap();
+        assert_eq!((e.messages, e.replies), (2, 1));
+        assert!(texts(&s, "b").is_empty());
+
+        let e = s
+            .erase(
+                &Erase::Range {
+                    from_ms: 0,
+                    to_ms: 1_500,
+                },
+                i64::MAX,
+                Actor::Local,
+            )
+            .unwrap();
+        assert_eq!(e.messages, 1, "alpha only: replies are stamped now");
+        assert!(s.fts_search("alpha", 10).unwrap().is_empty());
+
+        s.erase(&Erase::Everything, i64::MAX, Actor::Local).unwrap();
+        assert_eq!(s.stats().unwrap().messages, 0);
+        assert_eq!(s.chunk_count().unwrap(), 0);
+        assert_eq!(s.unsent_count().unwrap(), 0);
+        let log = s.audit_tail(4).unwrap();
+        assert!(log.iter().all(|r| r.action == "erased"));
+        assert!(log.iter().all(|r| !r.object.contains("alpha")));
+    }
+}
