@@ -178,23 +178,8 @@ impl Store {
         path: &std::path::Path,
         actor: Actor,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "DELETE FROM documents WHERE path = ?1",
-            [super::docs::path_text(path)],
-        )?;
-        if n > 0 {
-            super::audit::append(
-                &tx,
-                crate::clock::now_ms(),
-                &Entry::new(actor, Action::Erased, format!("file {}", path.display())),
-            )?;
-        }
-        tx.commit()?;
-        if n > 0 {
-            self.scrub(false)?;
-        }
-        Ok(n > 0)
+        let audit = Entry::new(actor, Action::Erased, format!("file {}", path.display()));
+        self.forget_path("DELETE FROM documents WHERE path = ?1", path, &audit)
     }
 
     /// Forgets an indexed folder: unregistered, with everything indexed
@@ -204,17 +189,22 @@ impl Store {
         path: &std::path::Path,
         actor: Actor,
     ) -> Result<bool, StoreError> {
+        let audit = Entry::new(actor, Action::RootRemoved, path.display().to_string());
+        self.forget_path("DELETE FROM roots WHERE path = ?1", path, &audit)
+    }
+
+    /// Runs `delete` for `path`; when it removed a row, audits it in the
+    /// same transaction and scrubs.
+    fn forget_path(
+        &mut self,
+        delete: &str,
+        path: &std::path::Path,
+        audit: &Entry,
+    ) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "DELETE FROM roots WHERE path = ?1",
-            [super::docs::path_text(path)],
-        )?;
+        let n = tx.execute(delete, [super::docs::path_text(path)])?;
         if n > 0 {
-            super::audit::append(
-                &tx,
-                crate::clock::now_ms(),
-                &Entry::new(actor, Action::RootRemoved, path.display().to_string()),
-            )?;
+            super::audit::append(&tx, crate::clock::now_ms(), audit)?;
         }
         tx.commit()?;
         if n > 0 {
