@@ -19,6 +19,44 @@ pub struct Config {
     pub model: ModelConfig,
     pub storage: Storage,
     pub whatsapp: WhatsApp,
+    pub retention: Retention,
+}
+
+/// How long each kind of data is kept, in days; 0 keeps it until it is
+/// removed by hand. The daemon purges once a day (the bridge its inbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Conversations: messages to and from Hearth, with the replies.
+    pub messages_days: u32,
+    /// Messages of chats kept with `/memory add`.
+    pub memory_days: u32,
+    /// Indexed documents whose file was last changed longer ago.
+    pub documents_days: u32,
+    /// Voice notes, images and documents in the bridge's inbox.
+    pub media_days: u32,
+    /// Audit records (the chain keeps its anchor).
+    pub audit_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            messages_days: 90,
+            memory_days: 365,
+            documents_days: 0,
+            media_days: 30,
+            audit_days: 365,
+        }
+    }
+}
+
+impl Retention {
+    /// The cut-off (ms since the epoch) for `days` at `now_ms`; `None`
+    /// when kept forever.
+    pub fn cutoff(days: u32, now_ms: i64) -> Option<i64> {
+        (days > 0).then(|| now_ms - i64::from(days) * 86_400_000)
+    }
 }
 
 /// How Hearth meets people on WhatsApp.
@@ -301,10 +339,19 @@ groups = []
 # HEARTH_KEY_FILE override it.
 # key_file = "~/.config/hearth/store.key"
 
-# [retention]
-# How long messages, opt-in chat memory, indexed documents, the media inbox
-# and audit records are kept; filled in by the privacy settings of a later
-# release (until then everything is kept until you remove it).
+[retention]
+# Days each kind of data is kept (0 = until you remove it); the daemon
+# purges once a day and erases for good, like /forget.
+# Conversations with Hearth (messages and replies).
+messages_days = 90
+# Messages of chats you keep with /memory add.
+memory_days = 365
+# Indexed documents whose file was last changed longer ago (0 = all).
+documents_days = 0
+# Voice notes, images and documents the bridge saved.
+media_days = 30
+# Audit records.
+audit_days = 365
 "#
     )
 }

@@ -8,6 +8,7 @@
 //! Must not open the store, the index or a model: the bridge only maps
 //! transport messages to protocol frames and back.
 
+pub mod inbox;
 pub mod simulate;
 pub mod whatsapp;
 

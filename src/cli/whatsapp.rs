@@ -92,6 +92,9 @@ pub fn bridge(g: &GlobalArgs, socket: Option<PathBuf>) -> anyhow::Result<Outcome
                 socket,
                 personal: config.whatsapp.mode == crate::policy::Mode::Personal,
                 media_cap: config.whatsapp.media_cap(),
+                media_keep: (config.retention.media_days > 0).then(|| {
+                    std::time::Duration::from_secs(u64::from(config.retention.media_days) * 86_400)
+                }),
                 media_from: config
                     .owner
                     .numbers

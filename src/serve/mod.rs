@@ -14,6 +14,7 @@ mod commands;
 mod gate;
 pub mod memory;
 mod reminders;
+mod retention;
 mod systemd;
 
 use std::os::unix::fs::PermissionsExt;
@@ -169,6 +170,7 @@ pub async fn run(
             .context("starting the agent thread")?
     };
     let clock = tokio::spawn(reminders::run(shared.clone(), shutdown.clone()));
+    let purge = tokio::spawn(retention::run(shared.clone(), shutdown.clone()));
     systemd::ready(&shared, &shutdown);
     tracing::info!(socket = %opts.socket.display(), "serving");
     loop {
@@ -192,6 +194,7 @@ pub async fn run(
     systemd::stopping();
     shared.wake_agent();
     let _ = clock.await;
+    let _ = purge.await;
     let _ = tokio::task::spawn_blocking(move || agent.join()).await;
     let _ = std::fs::remove_file(&opts.socket);
     Ok(())

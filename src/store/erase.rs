@@ -21,6 +21,10 @@ pub enum Erase {
     /// Every message (any chat) stamped in `[from_ms, to_ms)`, replies
     /// and reminders created then.
     Range { from_ms: i64, to_ms: i64 },
+    /// Retention: messages stamped before `before_ms`, in kept chats
+    /// (`kept`) or in every other chat, except messages still waiting
+    /// for their answer; with the finished reminders created then.
+    Older { kept: bool, before_ms: i64 },
     /// Everything remembered: messages, replies, reminders, indexed
     /// folders with their documents, kept chats, learned LID mappings,
     /// open questions and counters. The sender decisions (who is
@@ -49,6 +53,15 @@ impl Erase {
                 crate::clock::utc_second(*to_ms)
             ),
             Erase::Everything => "everything".into(),
+            Erase::Older { kept, before_ms } => format!(
+                "{} older than {}",
+                if *kept {
+                    "kept chats' messages"
+                } else {
+                    "conversations"
+                },
+                crate::clock::utc_second(*before_ms)
+            ),
         }
     }
 }
@@ -86,6 +99,14 @@ impl Store {
                 "INSERT INTO doomed SELECT id FROM messages WHERE id < ?1",
                 [before_row],
             )?,
+            Erase::Older { kept, before_ms } => tx.execute(
+                "INSERT INTO doomed SELECT id FROM messages m
+                 WHERE ts_ms < ?1 AND id < ?2
+                   AND (chat_id IN (SELECT chat_id FROM memory_chats)) = ?3
+                   AND NOT EXISTS (SELECT 1 FROM inbox i
+                                   WHERE i.message_id = m.id AND i.answered = 0)",
+                params![before_ms, before_row, kept],
+            )?,
         };
         // Replies: the outbox rows of doomed outgoing messages
         // (`out:ID`), and any reply to a doomed inbound message.
@@ -97,7 +118,10 @@ impl Store {
                  JOIN doomed d ON d.id = m.id
                  WHERE m.outgoing = 1 AND m.msg_id LIKE 'out:%';
              INSERT OR IGNORE INTO doomed_out
-                 SELECT o.id FROM outbox o JOIN doomed d ON d.id = o.inbound;",
+                 SELECT o.id FROM outbox o JOIN doomed d ON d.id = o.inbound;
+             INSERT OR IGNORE INTO doomed
+                 SELECT m.id FROM messages m JOIN doomed_out o ON m.msg_id = 'out:' || o.id
+                 WHERE m.outgoing = 1;",
         )?;
         let mut erased = Erased::default();
         // A reminder that fired into a forgotten reply goes with it.
@@ -117,6 +141,16 @@ impl Store {
         )? as u64;
         match what {
             Erase::Last { .. } => {}
+            Erase::Older { kept: true, .. } => {}
+            Erase::Older {
+                kept: false,
+                before_ms,
+            } => {
+                erased.reminders += tx.execute(
+                    "DELETE FROM reminders WHERE state <> 'pending' AND created_ms < ?1",
+                    [before_ms],
+                )? as u64;
+            }
             Erase::Chat(chat) => {
                 erased.reminders +=
                     tx.execute("DELETE FROM reminders WHERE chat_id = ?1", [chat])? as u64;
@@ -150,12 +184,22 @@ impl Store {
             }
         }
         tx.execute_batch("DELETE FROM doomed; DELETE FROM doomed_out;")?;
+        let retention = matches!(what, Erase::Older { .. });
+        if retention && erased == Erased::default() {
+            // A daily purge that found nothing leaves no record.
+            tx.commit()?;
+            return Ok(erased);
+        }
         super::audit::append(
             &tx,
             crate::clock::now_ms(),
             &Entry::new(
                 actor,
-                Action::Erased,
+                if retention {
+                    Action::Purged
+                } else {
+                    Action::Erased
+                },
                 format!(
                     "{}: {} message(s), {} reply(ies), {} reminder(s), {} document(s)",
                     what.describe(),
@@ -211,6 +255,33 @@ impl Store {
             self.scrub(false)?;
         }
         Ok(n > 0)
+    }
+
+    /// Retention for documents: forgets indexed documents whose file was
+    /// last modified before `before_ms` (the indexer skips such files from
+    /// then on). Audited when any went.
+    pub fn purge_documents(&mut self, before_ms: i64, actor: Actor) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM documents WHERE mtime_ns < ?1",
+            [before_ms.saturating_mul(1_000_000)],
+        )? as u64;
+        if n > 0 {
+            let e = Entry::new(
+                actor,
+                Action::Purged,
+                format!(
+                    "{n} document(s) last changed before {}",
+                    crate::clock::utc_second(before_ms)
+                ),
+            );
+            super::audit::append(&tx, crate::clock::now_ms(), &e)?;
+        }
+        tx.commit()?;
+        if n > 0 {
+            self.scrub(false)?;
+        }
+        Ok(n)
     }
 
     /// After a deletion: merges the full-text index (its segments are
@@ -315,7 +386,8 @@ mod tests {
                 Actor::Local,
             )
             .unwrap();
-        assert_eq!(e.messages, 1, "alpha only: replies are stamped now");
+        // Alpha's reply is stamped later, but goes with the message it answers.
+        assert_eq!((e.messages, e.replies), (2, 1));
         assert!(s.fts_search("alpha", 10).unwrap().is_empty());
 
         s.erase(&Erase::Everything, i64::MAX, Actor::Local).unwrap();

@@ -43,6 +43,8 @@ pub struct RunOptions {
     /// Numbers (digits) whose media may be saved: the owner's and the
     /// allow-listed.
     pub media_from: Vec<String>,
+    /// How long saved media is kept (`None`: until removed by hand).
+    pub media_keep: Option<Duration>,
 }
 
 /// What the WhatsApp side tells the forwarder.
@@ -206,6 +208,9 @@ pub async fn run(opts: RunOptions, shutdown: CancellationToken) -> anyhow::Resul
         .map_err(|e| anyhow::anyhow!("starting the WhatsApp client: {e}"))?;
     let client = bot.client();
     let _ = up_tx.send(Up::Link(LinkState::Connecting, None));
+    if let Some(keep) = opts.media_keep {
+        tokio::spawn(sweep_daily(opts.paths.inbox(), keep, shutdown.clone()));
+    }
     let handle = bot.spawn();
     let forwarder = tokio::spawn(forward(
         opts.socket.clone(),
@@ -230,6 +235,26 @@ pub async fn run(opts: RunOptions, shutdown: CancellationToken) -> anyhow::Resul
     handle.shutdown().await;
     let _ = forwarder.await;
     Ok(())
+}
+
+/// Media retention: shreds inbox files older than `keep`, at start and
+/// then daily.
+async fn sweep_daily(inbox: PathBuf, keep: Duration, shutdown: CancellationToken) {
+    loop {
+        let dir = inbox.clone();
+        match tokio::task::spawn_blocking(move || crate::bridge::inbox::sweep(&dir, Some(keep)))
+            .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(files = n, "media past retention erased"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping the media inbox failed"),
+            Err(e) => tracing::warn!(error = %e, "the inbox sweep panicked"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(86_400)) => {}
+        }
+    }
 }
 
 /// The bridge-visible state behind a transport event.
