@@ -149,6 +149,18 @@ fn run_sync(g: &GlobalArgs, store: &mut Store) -> anyhow::Result<Outcome> {
     );
     let start = Instant::now();
     let report = sync(store, &embedder, &mut Bar(bar))?;
+    let retention = crate::config::Config::load(&g.config_file())?.retention;
+    if let Some(before) =
+        crate::config::Retention::cutoff(retention.documents_days, crate::clock::now_ms())
+    {
+        let n = store.purge_documents(before, Actor::Local)?;
+        if n > 0 {
+            eprintln!(
+                "{n} document(s) last changed over {} days ago left the index ([retention] documents_days)",
+                retention.documents_days
+            );
+        }
+    }
     store.checkpoint()?;
     let secs = start.elapsed().as_secs_f64();
     let files = report.added
