@@ -47,8 +47,16 @@ impl Key {
 pub enum KeyError {
     #[error("key file {path} does not exist")]
     Missing { path: PathBuf },
-    #[error("key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}` \
+         (or set {ALLOW_INSECURE_KEY}=1 to accept it)"
+    )]
     TooOpen { path: PathBuf, mode: u32 },
+    #[error(
+        "key file {key} is inside the data directory {dir}: whoever copies the data gets the key too; \
+         keep it elsewhere (--key-file, [storage] key_file) or set {ALLOW_INSECURE_KEY}=1"
+    )]
+    InDataDir { key: PathBuf, dir: PathBuf },
     #[error("key file {path} does not hold a key (expected 64 hex digits)")]
     Malformed { path: PathBuf },
     #[error("key file {path}: {source}")]
@@ -59,6 +67,41 @@ pub enum KeyError {
     },
     #[error("no random numbers from the operating system: {0}")]
     Random(String),
+}
+
+/// The environment variable that accepts a key file others can read or
+/// one kept inside the data directory (with a warning).
+pub const ALLOW_INSECURE_KEY: &str = "HEARTH_ALLOW_INSECURE_KEY";
+
+fn insecure_allowed() -> bool {
+    std::env::var_os(ALLOW_INSECURE_KEY).is_some_and(|v| v == "1")
+}
+
+/// Refuses a key file inside `data_dir` (unless explicitly allowed).
+pub fn check_apart(key: &Path, data_dir: &Path) -> Result<(), KeyError> {
+    let abs = |p: &Path| {
+        fs::canonicalize(p).unwrap_or_else(|_| {
+            // Not there yet: its parent's real path and its name.
+            match (
+                p.parent().and_then(|d| fs::canonicalize(d).ok()),
+                p.file_name(),
+            ) {
+                (Some(d), Some(n)) => d.join(n),
+                _ => p.to_path_buf(),
+            }
+        })
+    };
+    if abs(key).starts_with(abs(data_dir)) {
+        if insecure_allowed() {
+            tracing::warn!(key = %key.display(), "key file inside the data directory (allowed by {ALLOW_INSECURE_KEY})");
+            return Ok(());
+        }
+        return Err(KeyError::InDataDir {
+            key: key.to_path_buf(),
+            dir: data_dir.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads the key in `path`, refusing a file others can read.
@@ -77,7 +120,9 @@ pub fn read(path: &Path) -> Result<Key, KeyError> {
         Err(e) => return Err(io(e)),
     };
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & 0o077 != 0 && insecure_allowed() {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "key file readable by others (allowed by {ALLOW_INSECURE_KEY})");
+    } else if mode & 0o077 != 0 {
         return Err(KeyError::TooOpen {
             path: path.to_path_buf(),
             mode,

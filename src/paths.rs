@@ -4,8 +4,9 @@
 //!
 //! Resolution order for each: the command-line flag, the environment
 //! (`HEARTH_DATA_DIR`, `HEARTH_KEY_FILE`), the config file's `[storage]`
-//! (the caller passes those in), the XDG base directories, then
-//! `~/.local/share/hearth` and `~/.config/hearth/store.key`.
+//! (the caller passes those in), for key files a systemd credential
+//! (`$CREDENTIALS_DIRECTORY/store.key`, `bridge.key`), the XDG base
+//! directories, then `~/.local/share/hearth` and `~/.config/hearth/store.key`.
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,7 @@ impl Paths {
             data_dir: data_dir
                 .unwrap_or_else(|| xdg("XDG_DATA_HOME", ".local/share").join("hearth")),
             key_file: key_file
+                .or_else(|| credential("store.key"))
                 .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("hearth/store.key")),
         }
     }
@@ -91,6 +93,7 @@ impl BridgePaths {
                 .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("hearth-bridge")),
             key_file: env("HEARTH_BRIDGE_KEY_FILE")
                 .or(key_file)
+                .or_else(|| credential("bridge.key"))
                 .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("hearth/bridge.key")),
         }
     }
@@ -101,9 +104,34 @@ impl BridgePaths {
     }
 }
 
+/// A systemd credential (`LoadCredential=NAME:…`,
+/// `LoadCredentialEncrypted=`): `$CREDENTIALS_DIRECTORY/NAME` when the
+/// service manager passed one.
+pub fn credential(name: &str) -> Option<PathBuf> {
+    credential_in(std::env::var_os("CREDENTIALS_DIRECTORY"), name)
+}
+
+fn credential_in(dir: Option<std::ffi::OsString>, name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(dir?).join(name);
+    path.is_file().then_some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_systemd_credential_is_found_only_when_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("store.key"), "k").unwrap();
+        let d = Some(dir.path().as_os_str().to_owned());
+        assert_eq!(
+            credential_in(d.clone(), "store.key"),
+            Some(dir.path().join("store.key"))
+        );
+        assert_eq!(credential_in(d, "bridge.key"), None);
+        assert_eq!(credential_in(None, "store.key"), None);
+    }
 
     #[test]
     fn flags_win_and_the_key_stays_outside_the_data_dir() {

@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// The Unix socket to listen on [default: DATA_DIR/hearth.sock]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Let the socket's group connect (mode 0660, not 0600): for a bridge
+    /// running as another user in this group, as systemd/hearth-bridge.service does
+    #[arg(long)]
+    pub socket_group: bool,
     /// Most tokens per reply [default: the config's max_reply_tokens, 256]
     #[arg(short = 'n', long, value_name = "N")]
     pub max_tokens: Option<usize>,
@@ -148,6 +152,7 @@ pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
             embedder,
             crate::serve::ServeOptions {
                 socket,
+                socket_group: a.socket_group,
                 model_name: name,
                 max_reply_tokens: a.max_tokens.unwrap_or(config.model.max_reply_tokens),
                 config,

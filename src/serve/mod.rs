@@ -123,6 +123,9 @@ impl Shared {
 /// Where and how to serve.
 pub struct ServeOptions {
     pub socket: PathBuf,
+    /// Socket mode 0660 instead of 0600: a bridge running as another user
+    /// in the daemon's group may connect (the split systemd units).
+    pub socket_group: bool,
     pub model_name: String,
     /// Most tokens per reply.
     pub max_reply_tokens: usize,
@@ -139,7 +142,7 @@ pub async fn run(
     opts: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = bind(&opts.socket)?;
+    let listener = bind(&opts.socket, opts.socket_group)?;
     let memory = match embedder {
         Some(e) => Some(memory::Memory::load(e, &store).context("loading the search index")?),
         None => None,
@@ -202,7 +205,7 @@ pub async fn run(
 
 /// Binds the socket with mode 0600, replacing a stale socket file (one no
 /// daemon answers on) but never a live one.
-fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+fn bind(path: &Path, group: bool) -> anyhow::Result<UnixListener> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!(
@@ -218,7 +221,8 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    let mode = if group { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("restricting {}", path.display()))?;
     Ok(listener)
 }

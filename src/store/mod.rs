@@ -162,6 +162,7 @@ fn open_encrypted(
         let path = path.to_path_buf();
         move |source| StoreError::Io { path, source }
     };
+    key::check_apart(key_file, dir)?;
     let db_exists = db.exists();
     let mut created = false;
     let key = match key::read(key_file) {

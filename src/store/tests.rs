@@ -176,3 +176,18 @@ fn replacing_and_deleting_documents_keeps_search_consistent() {
     assert!(s.remove_root(Path::new("/r")).unwrap());
     assert_eq!(s.stats().unwrap(), IndexStats::default());
 }
+
+#[test]
+fn a_key_inside_the_data_directory_is_refused_before_anything_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Paths {
+        data_dir: dir.path().join("data"),
+        key_file: dir.path().join("data/store.key"),
+    };
+    let err = Store::open(&p, Create::IfMissing).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Key(KeyError::InDataDir { .. })),
+        "{err}"
+    );
+    assert!(!p.data_dir.exists() && !p.key_file.exists());
+}
