@@ -17,6 +17,9 @@ cargo build --locked
 say "fetching models (skipped when already verified)"
 HEARTH="$TARGET_DIR/debug/hearth" scripts/setup.sh --no-build
 
+say "systemd units: exposure scores"
+scripts/check-units.sh
+
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 

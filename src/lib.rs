@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod embed;
 pub mod hex;
 pub mod index;

@@ -14,6 +14,7 @@ macro_rules! outln {
 mod audit;
 mod bench;
 mod chat;
+mod doctor;
 mod index;
 mod models;
 mod remote;
@@ -197,6 +198,21 @@ pub enum Command {
     ///   hearth audit verify --head 57:3f2a…   # a head /audit sent you
     #[command(subcommand, verbatim_doc_comment)]
     Audit(audit::AuditCommand),
+    /// Check this installation: key and data modes, models, units,
+    /// network isolation, disk, clock (exit 1 when a check fails)
+    ///
+    /// Each check has a stable id (config.valid, config.owner,
+    /// key.store.present, key.store.mode, key.bridge.present,
+    /// key.bridge.mode, key.location, data.dir, data.files, socket.mode,
+    /// models.hashes, units.serve, units.bridge, disk.space, serve.network,
+    /// bridge.state, time.sync) and a status: ok, warn, fail or skip.
+    ///
+    /// Examples:
+    ///   sudo hearth doctor          # the box scripts/install.sh set up
+    ///   hearth doctor --json
+    ///   hearth doctor --root /tmp/stage --quick
+    #[command(verbatim_doc_comment)]
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Options shared by every command that runs a model.
@@ -250,7 +266,8 @@ pub fn init_process(cli: &Cli) {
         | Command::Unpair(_)
         | Command::Status(_)
         | Command::Init(_)
-        | Command::Audit(_) => None,
+        | Command::Audit(_)
+        | Command::Doctor(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -296,6 +313,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         },
         Command::Init(a) => serve::init(&g, a),
         Command::Audit(c) => audit::run(&g, c),
+        Command::Doctor(a) => doctor::run(&g, a),
     }
 }
 
