@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::daemon::{kill, next_of, open, start_serve};
+use common::daemon::{kill, open, start_serve};
 use common::{hearth_with_store, run};
 
 const OWNER: &str = "4915112345678@s.whatsapp.net";
