@@ -1,6 +1,6 @@
 //! Owner commands: `/help`, `/status`, `/new`, `/search`, `/remind`,
 //! `/reminders`, `/cancel`, `/approve`, `/deny`, `/pause`, `/resume`,
-//! `/memory`, `/forget`, `/audit`. Parsed from the owner's
+//! `/memory`, `/privacy`, `/forget`, `/audit`. Parsed from the owner's
 //! messages before the model sees them (anyone else's `/…` text is just
 //! text); an unknown command gets the list, never the model.
 //!
@@ -33,6 +33,8 @@ pub enum Command {
     Resume,
     /// Opt-in chat memory.
     Memory(MemoryAction),
+    /// What is stored, how long, where the keys are, what the network sees.
+    Privacy,
     /// Erase what Hearth remembers.
     Forget(Forget),
     /// Check the audit log and send its head; with a head kept earlier
@@ -181,6 +183,7 @@ impl Command {
             Command::Memory(_) => "memory",
             Command::Audit(_) => "audit",
             Command::Forget(_) => "forget",
+            Command::Privacy => "privacy",
             Command::Unknown(_) => "unknown",
         }
     }
@@ -198,6 +201,7 @@ pub const HELP: &str = "Commands:
 /approve CODE, /deny CODE: let someone who wrote talk to Hearth, or not
 /pause, /resume: stop and restart answering (messages are kept and answered on resume)
 /memory add CHAT, /memory list, /memory remove CHAT: keep another chat's messages for search (never answered there)
+/privacy: what is stored, for how long, where the keys are, what the network sees
 /forget last N | chat [CHAT] | from DATE to DATE | file PATH | folder PATH | everything: erase it for good
 /audit: check the audit log and get its head to keep; /audit SEQ:HASH checks a head you kept";
 
@@ -222,6 +226,7 @@ pub fn parse(text: &str) -> Option<Command> {
         "resume" => Command::Resume,
         "memory" => Command::Memory(memory_action(args)),
         "forget" | "erase" => Command::Forget(forget(args)),
+        "privacy" => Command::Privacy,
         "audit" => Command::Audit((!args.is_empty()).then(|| args.to_string())),
         _ => Command::Unknown(word.chars().take(32).collect()),
     })

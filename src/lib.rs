@@ -20,6 +20,7 @@ pub mod key;
 pub mod llm;
 pub mod paths;
 pub mod policy;
+pub mod privacy;
 pub mod process;
 pub mod proto;
 pub mod reminder;

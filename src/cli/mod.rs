@@ -17,6 +17,7 @@ mod chat;
 mod doctor;
 mod index;
 mod models;
+mod privacy;
 mod remote;
 mod search;
 mod serve;
@@ -213,6 +214,19 @@ pub enum Command {
     ///   hearth doctor --root /tmp/stage --quick
     #[command(verbatim_doc_comment)]
     Doctor(doctor::DoctorArgs),
+    /// What is stored (counts per kind), the indexed folders, how long each
+    /// kind is kept, where the keys are, and what the network can see
+    Privacy(privacy::PrivacyArgs),
+    /// Write everything stored into a zip you can take away: messages,
+    /// documents index, reminders, sender decisions, audit log (JSON), and
+    /// the media the bridge saved
+    ///
+    /// The zip is not encrypted (mode 0600); the export itself is audited.
+    ///
+    /// Example:
+    ///   hearth export -o ~/hearth-backup.zip
+    #[command(verbatim_doc_comment)]
+    Export(privacy::ExportArgs),
 }
 
 /// Options shared by every command that runs a model.
@@ -267,7 +281,9 @@ pub fn init_process(cli: &Cli) {
         | Command::Status(_)
         | Command::Init(_)
         | Command::Audit(_)
-        | Command::Doctor(_) => None,
+        | Command::Doctor(_)
+        | Command::Privacy(_)
+        | Command::Export(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -314,6 +330,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Init(a) => serve::init(&g, a),
         Command::Audit(c) => audit::run(&g, c),
         Command::Doctor(a) => doctor::run(&g, a),
+        Command::Privacy(a) => privacy::privacy(&g, a),
+        Command::Export(a) => privacy::export(&g, a),
     }
 }
 

@@ -153,6 +153,10 @@ pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
             crate::serve::ServeOptions {
                 socket,
                 socket_group: a.socket_group,
+                keys: crate::serve::KeyPlaces {
+                    store: paths.key_file.clone(),
+                    bridge: g.bridge_paths()?.key_file,
+                },
                 model_name: name,
                 max_reply_tokens: a.max_tokens.unwrap_or(config.model.max_reply_tokens),
                 config,

@@ -146,6 +146,10 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
         Command::Memory(action) => memory_chats(shared, msg, action),
         Command::Audit(head) => audit(shared, head.as_deref()),
         Command::Forget(what) => forget(shared, msg, what),
+        Command::Privacy => match shared.privacy() {
+            Ok(r) => r.text(),
+            Err(e) => failed("read what is stored", &e),
+        },
         Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
     }
 }

@@ -63,6 +63,7 @@ pub struct Shared {
     agent_beat: std::sync::atomic::AtomicI64,
     /// The transport's state as the bridge last reported it.
     link: Mutex<Option<(LinkState, Option<String>)>>,
+    keys: KeyPlaces,
 }
 
 impl Shared {
@@ -95,6 +96,23 @@ impl Shared {
 
     fn wake_agent(&self) {
         let _ = self.wake.lock().map(|w| w.send(()));
+    }
+
+    /// The transparency report (`/privacy`).
+    pub fn privacy(&self) -> Result<crate::privacy::Report, StoreError> {
+        let store = self.store();
+        Ok(crate::privacy::Report {
+            stored: store.holdings()?,
+            retention: self.config.retention.into(),
+            store_key: crate::privacy::key_place(&self.keys.store),
+            bridge_key: crate::privacy::key_place(&self.keys.bridge),
+            data_dir: store
+                .path()
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            network: crate::privacy::NETWORK,
+        })
     }
 
     pub fn status(&self) -> Result<StatusReport, StoreError> {
@@ -131,6 +149,15 @@ pub struct ServeOptions {
     pub max_reply_tokens: usize,
     /// The owner's settings (who may command).
     pub config: crate::config::Config,
+    /// Where the store and bridge keys are, for `/privacy`.
+    pub keys: KeyPlaces,
+}
+
+/// Where the two keys are, as `/privacy` reports them.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPlaces {
+    pub store: PathBuf,
+    pub bridge: PathBuf,
 }
 
 /// Runs the daemon until `shutdown` is cancelled. Without an embedder
@@ -161,6 +188,7 @@ pub async fn run(
         agent_beat: std::sync::atomic::AtomicI64::new(crate::clock::now_ms()),
         config: opts.config.clone(),
         link: Mutex::new(None),
+        keys: opts.keys.clone(),
     });
     let agent = {
         let shared = shared.clone();

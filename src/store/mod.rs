@@ -10,6 +10,7 @@ mod audit;
 mod chats;
 mod docs;
 mod erase;
+mod privacy;
 mod queue;
 mod reminders;
 mod schema;
@@ -28,6 +29,7 @@ pub use docs::{
     NewMessage, RootId, RootRow, Source,
 };
 pub use erase::{Erase, Erased};
+pub use privacy::{ExportDocument, ExportMessage, ExportReminder, ExportSender, Holdings};
 pub use queue::{Pending, Reply, Turn};
 pub use reminders::{ReminderId, ReminderRow};
 pub use senders::{Asked, QuestionRules};

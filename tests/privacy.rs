@@ -1,0 +1,94 @@
+//! Transparency: `/privacy` and `hearth privacy` report what is stored and
+//! where the keys are; `hearth export` writes everything (JSON and the
+//! bridge's media) into a private zip and audits it.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+
+use common::daemon::{kill, next_text, open, say, start_serve};
+use common::{hearth_with_store, run};
+
+#[test]
+fn privacy_reports_and_export_takes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[retention]\nmessages_days = 30\n",
+    )
+    .unwrap();
+    let serve = start_serve(dir.path());
+    let (mut cli, mut r) = open(dir.path(), "cli");
+    say(
+        &mut cli,
+        "cli:owner",
+        "1",
+        "/remind in 3 hours water the ficus",
+    );
+    assert!(next_text(&mut r).starts_with("Reminder 1 set"));
+    say(&mut cli, "cli:owner", "2", "/privacy");
+    let report = next_text(&mut r);
+    for want in [
+        "message(s) in conversations with Hearth",
+        "kept 30 days",
+        "1 reminder(s) pending",
+        "hearth serve has no network at all",
+        "(a 0600 file)",
+    ] {
+        assert!(report.contains(want), "{want} missing from {report}");
+    }
+    kill(serve);
+
+    let o = run(hearth_with_store(dir.path(), "key", &["privacy", "--json"]));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stored"]["conversation_messages"], 4, "{v:#}");
+    assert_eq!(v["retention"]["messages_days"], 30);
+
+    // A picture the bridge saved.
+    let inbox = dir.path().join("bridge/inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("m1.jpg"), b"\xff\xd8jpeg bytes").unwrap();
+    let zip_path = dir.path().join("out.zip");
+    let out = zip_path.to_str().unwrap();
+    let o = run(hearth_with_store(dir.path(), "key", &["export", "-o", out]));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let mode = std::fs::metadata(&zip_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    let mut read = |name: &str| {
+        let mut s = Vec::new();
+        zip.by_name(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .read_to_end(&mut s)
+            .unwrap();
+        s
+    };
+    let messages = String::from_utf8(read("messages.json")).unwrap();
+    assert!(messages.contains("water the ficus"), "{messages}");
+    let reminders = String::from_utf8(read("reminders.json")).unwrap();
+    assert!(reminders.contains("\"state\": \"pending\""), "{reminders}");
+    assert_eq!(read("media/m1.jpg"), b"\xff\xd8jpeg bytes");
+    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")).unwrap();
+    assert_eq!(manifest["format"], "hearth-export-1");
+    assert!(
+        manifest["audit"]
+            .as_str()
+            .unwrap()
+            .starts_with("audit log intact")
+    );
+    for name in ["documents.json", "senders.json", "audit.json"] {
+        read(name);
+    }
+    // Never overwritten; the export is audited.
+    let again = run(hearth_with_store(dir.path(), "key", &["export", "-o", out]));
+    assert_eq!(again.status.code(), Some(2));
+    let o = run(hearth_with_store(
+        dir.path(),
+        "key",
+        &["audit", "tail", "-n", "1", "--json"],
+    ));
+    let last: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(last["action"], "exported");
+}
