@@ -441,8 +441,8 @@ pub fn network_sockets(pid: u32) -> std::io::Result<Vec<String>> {
     Ok(found)
 }
 
-/// Process ids of running `hearth serve`s.
-fn serve_pids() -> Vec<u32> {
+/// Process ids of running `hearth SUBCOMMAND`s (`serve`, `bridge`).
+pub fn hearth_pids(subcommand: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -453,7 +453,7 @@ fn serve_pids() -> Vec<u32> {
         let mut args = cmd.split(|b| *b == 0);
         let exe = args.next()?;
         let is_hearth = exe.ends_with(b"/hearth") || exe == b"hearth";
-        (is_hearth && args.any(|a| a == b"serve")).then_some(pid)
+        (is_hearth && args.any(|a| a == subcommand.as_bytes())).then_some(pid)
     })
     .collect()
 }
@@ -469,7 +469,7 @@ fn serve_network(units_dir: &Path) -> Check {
             format!("{} does not set PrivateNetwork=yes", unit.display()),
         );
     }
-    let pids = serve_pids();
+    let pids = hearth_pids("serve");
     if pids.is_empty() {
         return check(
             "serve.network",

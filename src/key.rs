@@ -134,6 +134,28 @@ pub fn read(path: &Path) -> Result<Key, KeyError> {
     })
 }
 
+/// Where a rotation keeps the new key until the database uses it
+/// (`store.key.new` beside `store.key`).
+pub fn pending(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    path.with_file_name(name)
+}
+
+/// Replaces `path` with the pending key (atomic rename, then the
+/// directory synced): the last step of a rotation.
+pub fn commit_pending(path: &Path) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::rename(pending(path), path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// Writes a new key to `path` (mode 0600, its directory 0700 when created),
 /// failing if the file already exists so a key is never overwritten.
 pub fn create(path: &Path) -> Result<Key, KeyError> {

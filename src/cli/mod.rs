@@ -16,6 +16,7 @@ mod bench;
 mod chat;
 mod doctor;
 mod index;
+mod key;
 mod models;
 mod privacy;
 mod remote;
@@ -227,6 +228,9 @@ pub enum Command {
     ///   hearth export -o ~/hearth-backup.zip
     #[command(verbatim_doc_comment)]
     Export(privacy::ExportArgs),
+    /// Manage the encryption keys (rotate)
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 /// Options shared by every command that runs a model.
@@ -283,7 +287,8 @@ pub fn init_process(cli: &Cli) {
         | Command::Audit(_)
         | Command::Doctor(_)
         | Command::Privacy(_)
-        | Command::Export(_) => None,
+        | Command::Export(_)
+        | Command::Key(_) => None,
     };
     if let Some(n) = threads {
         crate::process::set_compute_threads(n);
@@ -332,6 +337,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Doctor(a) => doctor::run(&g, a),
         Command::Privacy(a) => privacy::privacy(&g, a),
         Command::Export(a) => privacy::export(&g, a),
+        Command::Key(c) => key::run(&g, c),
     }
 }
 

@@ -115,6 +115,18 @@ impl Store {
         &self.db
     }
 
+    /// Re-encrypts the store under a new key in `key_file` (see
+    /// [`rotate`]), audited.
+    pub fn rotate_key(&mut self, key_file: &Path) -> Result<(), StoreError> {
+        rotate(&self.conn, key_file)?;
+        self.audit(&crate::audit::Entry::new(
+            crate::audit::Actor::Local,
+            crate::audit::Action::KeyRotated,
+            key_file.display().to_string(),
+        ))?;
+        Ok(())
+    }
+
     /// Runs `PRAGMA integrity_check`; `Ok(())` when the database is sound.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         let mut st = self.conn.prepare("PRAGMA integrity_check")?;
@@ -213,9 +225,44 @@ fn open_encrypted(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    unlock(&conn, &key, db, key_file)?;
+    match unlock(&conn, &key, db, key_file) {
+        // A rotation that re-encrypted the database but crashed before
+        // the new key file replaced the old one: finish it.
+        Err(StoreError::WrongKey { .. }) if key::pending(key_file).exists() => {
+            let new = key::read(&key::pending(key_file))?;
+            unlock(&conn, &new, db, key_file)?;
+            key::commit_pending(key_file)?;
+            tracing::warn!(key_file = %key_file.display(), "finished an interrupted key rotation");
+        }
+        other => other?,
+    }
     configure(&conn)?;
     Ok((conn, created))
+}
+
+/// Re-encrypts the database on `conn` under a new key: the key is written
+/// to `KEY.new` first, the pages are rewritten in one transaction (WAL
+/// emptied and switched off for it, as SQLCipher requires), then `KEY.new`
+/// replaces `KEY`. A crash before the commit leaves the old key valid; a
+/// crash after it is finished by the next open.
+fn rotate(conn: &Connection, key_file: &Path) -> Result<(), StoreError> {
+    let pending = key::pending(key_file);
+    if pending.exists() {
+        // Left by a rotation that never re-encrypted (the open worked with
+        // the old key): start over.
+        std::fs::remove_file(&pending).map_err(|source| StoreError::Io {
+            path: pending.clone(),
+            source,
+        })?;
+    }
+    let new = key::create(&pending)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+    let rekeyed = conn.execute_batch(&format!("PRAGMA rekey = \"x'{}'\";", new.to_hex()));
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    rekeyed?;
+    key::commit_pending(key_file)?;
+    Ok(())
 }
 
 /// Hands SQLCipher the raw 256-bit key and proves it opens the file.

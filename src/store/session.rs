@@ -85,6 +85,11 @@ impl SessionDb {
         &self.db
     }
 
+    /// Re-encrypts the session under a new key in `key_file`.
+    pub fn rotate_key(&self, key_file: &Path) -> Result<(), StoreError> {
+        super::rotate(&self.conn(), key_file)
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -341,6 +346,22 @@ mod tests {
         )
         .expect("a new session database opens");
         (dir, db)
+    }
+
+    #[test]
+    fn the_session_key_rotates() {
+        let (d, db) = open_temp();
+        db.kv_put("device", "me", b"keys", 0).unwrap();
+        let key = d.path().join("bridge.key");
+        let old = std::fs::read(&key).unwrap();
+        db.rotate_key(&key).unwrap();
+        drop(db);
+        assert_ne!(std::fs::read(&key).unwrap(), old);
+        let db = SessionDb::open(&d.path().join("state"), &key, Create::Never).unwrap();
+        assert_eq!(
+            db.kv_get("device", "me").unwrap().as_deref(),
+            Some(&b"keys"[..])
+        );
     }
 
     #[test]

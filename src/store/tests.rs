@@ -191,3 +191,46 @@ fn a_key_inside_the_data_directory_is_refused_before_anything_is_made() {
     );
     assert!(!p.data_dir.exists() && !p.key_file.exists());
 }
+
+#[test]
+fn rotating_the_key_reencrypts_and_survives_a_crash_before_the_key_file_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = paths(dir.path());
+    let old = {
+        let mut s = Store::open(&p, Create::IfMissing).unwrap();
+        s.add_root(Path::new("/kept")).unwrap();
+        let old = fs::read(&p.key_file).unwrap();
+        s.rotate_key(&p.key_file).unwrap();
+        old
+    };
+    let new = fs::read(&p.key_file).unwrap();
+    assert_ne!(old, new);
+    assert_eq!(mode(&p.key_file), 0o600);
+    assert!(!key::pending(&p.key_file).exists());
+    {
+        let s = Store::open(&p, Create::Never).unwrap();
+        assert_eq!(s.roots().unwrap().len(), 1);
+        assert_eq!(s.audit_tail(1).unwrap()[0].action, "key-rotated");
+    }
+    // The old key no longer opens it.
+    let stale = dir.path().join("old.key");
+    fs::write(&stale, &old).unwrap();
+    fs::set_permissions(&stale, fs::Permissions::from_mode(0o600)).unwrap();
+    let wrong = Paths {
+        key_file: stale,
+        ..p.clone()
+    };
+    assert!(matches!(
+        Store::open(&wrong, Create::Never),
+        Err(StoreError::WrongKey { .. })
+    ));
+    // A crash after re-encrypting, before the new key replaced the old
+    // file: the next open finishes the rotation.
+    fs::write(key::pending(&p.key_file), &new).unwrap();
+    fs::set_permissions(key::pending(&p.key_file), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&p.key_file, &old).unwrap();
+    let s = Store::open(&p, Create::Never).unwrap();
+    assert_eq!(s.roots().unwrap().len(), 1);
+    assert_eq!(fs::read(&p.key_file).unwrap(), new);
+    assert!(!key::pending(&p.key_file).exists());
+}
