@@ -215,4 +215,72 @@ mod tests {
             Err(Refusal::Excluded { .. })
         ));
     }
+
+    /// Property: whatever path is asked for (`..`, `.`, links to links,
+    /// absolute and relative links, siblings whose names start like the
+    /// root's), what opens is inside the root and never a file outside.
+    #[test]
+    fn nothing_outside_the_root_opens_whatever_the_path() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(7);
+        let ex = Exclusions::new(&[]);
+        let mut opened = 0;
+        for round in 0..60 {
+            let dir = tempfile::tempdir().unwrap();
+            let base = std::fs::canonicalize(dir.path()).unwrap();
+            let root = base.join("root");
+            let dirs = ["", "a", "a/b", "c"];
+            for d in dirs {
+                std::fs::create_dir_all(root.join(d)).unwrap();
+            }
+            for sib in ["rootx", "root-evil", "outside"] {
+                std::fs::create_dir_all(base.join(sib)).unwrap();
+                std::fs::write(base.join(sib).join("f.txt"), "OUTSIDE").unwrap();
+            }
+            for d in dirs {
+                std::fs::write(root.join(d).join("f.txt"), "inside").unwrap();
+            }
+            // Targets for links: inside and outside, absolute and relative.
+            let targets: Vec<PathBuf> = vec![
+                root.join("a/f.txt"),
+                root.join("a"),
+                base.join("outside/f.txt"),
+                base.join("rootx/f.txt"),
+                base.join("root-evil"),
+                PathBuf::from("../f.txt"),
+                PathBuf::from("../../outside/f.txt"),
+                PathBuf::from("../../root-evil/f.txt"),
+                PathBuf::from("b/f.txt"),
+                PathBuf::from("l0"),
+                PathBuf::from("/etc/hostname"),
+            ];
+            let mut names = vec!["f.txt".to_string(), "a".into(), "b".into(), "c".into()];
+            for i in 0..6 {
+                let at = root
+                    .join(dirs[rng.random_range(0..dirs.len())])
+                    .join(format!("l{i}"));
+                let t = &targets[rng.random_range(0..targets.len())];
+                let _ = std::os::unix::fs::symlink(t, &at);
+                names.push(format!("l{i}"));
+            }
+            names.extend(["..".into(), ".".into(), "rootx".into(), "outside".into()]);
+            for _ in 0..80 {
+                let mut p = root.clone();
+                for _ in 0..rng.random_range(1..6) {
+                    p.push(&names[rng.random_range(0..names.len())]);
+                }
+                if let Ok((mut f, real)) = open_within(&root, &p, &ex) {
+                    let mut s = String::new();
+                    let _ = f.read_to_string(&mut s);
+                    assert!(
+                        real.starts_with(&root),
+                        "round {round}: {p:?} opened {real:?}"
+                    );
+                    assert_ne!(s, "OUTSIDE", "round {round}: {p:?} read a file outside");
+                    opened += 1;
+                }
+            }
+        }
+        assert!(opened > 100, "the property was exercised ({opened} opens)");
+    }
 }
