@@ -251,6 +251,39 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// Something the bridge did for Hearth's audit log (bridge only);
+    /// `serve` answers `audited` with the id once it is recorded.
+    Audit {
+        id: i64,
+        action: BridgeAction,
+        object: String,
+        at_ms: i64,
+    },
+}
+
+/// What the bridge reports to the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BridgeAction {
+    Paired,
+    Unpaired,
+    MediaErased,
+}
+
+impl BridgeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BridgeAction::Paired => "paired",
+            BridgeAction::Unpaired => "unpaired",
+            BridgeAction::MediaErased => "media_erased",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Paired, Self::Unpaired, Self::MediaErased]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
 }
 
 /// Frames the daemon sends.
@@ -274,6 +307,16 @@ pub enum ServerFrame {
     /// Something the owner should know (not a reply to a message).
     Notice {
         text: String,
+    },
+    /// The bridge's audit event `id` is recorded; it may forget it.
+    Audited {
+        id: i64,
+    },
+    /// Shred the media saved before this time (`/forget everything`).
+    /// Sent on every bridge connection once asked: doing it twice is
+    /// harmless.
+    EraseMedia {
+        before_ms: i64,
     },
     Error {
         code: ErrorCode,

@@ -216,3 +216,58 @@ fn forget_everything_leaves_no_byte_of_what_was_forgotten() {
     assert!(log.contains("\"action\":\"erased\""), "{log}");
     assert!(!WORDS.iter().any(|w| log.contains(w)), "{log}");
 }
+
+/// `/forget everything` reaches the bridge: the media it saved before is
+/// shredded and the bridge reports it to the audit log.
+#[test]
+fn forget_everything_shreds_the_bridges_media() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[owner]\nnumbers = [\"+4915112345678\"]\n",
+    )
+    .unwrap();
+    let inbox = dir.path().join("bridge/inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let photo = inbox.join("3EB0AA.jpg");
+    std::fs::write(&photo, b"\xff\xd8 a photo").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&photo)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let serve = start_serve(dir.path());
+    let mut sim = hearth_with_store(dir.path(), "key", &["bridge", "--simulate", "--idle", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let m = serde_json::json!({"message_id":"f1","chat_id":OWNER,"sender_id":OWNER,
+        "text":"/forget everything","timestamp_ms":0});
+    sim.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{m}\n").as_bytes())
+        .unwrap();
+    let out = sim.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("Forgotten and erased"), "{printed}");
+    assert!(!photo.exists(), "the photo is still in the inbox");
+    kill(serve);
+    let o = run(hearth_with_store(
+        dir.path(),
+        "key",
+        &["audit", "tail", "--json"],
+    ));
+    let log = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"actor\":\"bridge\"") && l.contains("1 media file(s)")),
+        "{log}"
+    );
+}

@@ -29,12 +29,17 @@ pub fn shred(path: &Path) -> std::io::Result<()> {
 /// ago (every file when `max_age` is `None`); returns how many went.
 /// A missing inbox is empty.
 pub fn sweep(inbox: &Path, max_age: Option<Duration>) -> std::io::Result<usize> {
+    sweep_before(inbox, max_age.map(|age| SystemTime::now() - age))
+}
+
+/// Shreds the inbox's files last modified before `cutoff` (all of them
+/// when `None`).
+pub fn sweep_before(inbox: &Path, cutoff: Option<SystemTime>) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(inbox) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let now = SystemTime::now();
     let mut n = 0;
     for entry in entries {
         let entry = entry?;
@@ -42,13 +47,9 @@ pub fn sweep(inbox: &Path, max_age: Option<Duration>) -> std::io::Result<usize> 
         if !meta.is_file() {
             continue;
         }
-        let old = match max_age {
+        let old = match cutoff {
             None => true,
-            Some(age) => meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|a| a > age),
+            Some(cut) => meta.modified().is_ok_and(|m| m < cut),
         };
         if old {
             shred(&entry.path())?;

@@ -35,6 +35,45 @@ pub fn queued_frames(
         .collect())
 }
 
+/// The bridge's events waiting for Hearth's audit log, as `audit` frames.
+pub fn audit_frames(
+    db: &crate::store::session::SessionDb,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    use crate::proto::{BridgeAction, ClientFrame};
+    Ok(db
+        .queued_audit()?
+        .into_iter()
+        .filter_map(|(id, action, object, at_ms)| {
+            let action = BridgeAction::parse(&action)?;
+            Some(crate::proto::encode(&ClientFrame::Audit {
+                id,
+                action,
+                object,
+                at_ms,
+            }))
+        })
+        .collect())
+}
+
+/// `/forget everything` reached the bridge: shreds the media saved before
+/// `before_ms` and queues an audit event when any went. Returns how many.
+pub fn erase_media(
+    db: &crate::store::session::SessionDb,
+    inbox: &std::path::Path,
+    before_ms: i64,
+) -> anyhow::Result<usize> {
+    let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_millis(before_ms.max(0) as u64);
+    let n = inbox::sweep_before(inbox, Some(cutoff))?;
+    if n > 0 {
+        tracing::info!(files = n, "saved media erased (forget everything)");
+        db.queue_audit(
+            crate::proto::BridgeAction::MediaErased.as_str(),
+            &format!("{n} media file(s)"),
+        )?;
+    }
+    Ok(n)
+}
+
 /// The longest WhatsApp message Hearth sends, in characters.
 pub const WHATSAPP_MAX_CHARS: usize = 4000;
 

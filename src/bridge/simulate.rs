@@ -163,7 +163,10 @@ pub async fn run(
             w.write_all(proto::encode(&f).as_bytes()).await?;
         }
         // Whatever was not acknowledged, this run's or a killed one's.
-        for frame in super::queued_frames(&db)? {
+        for frame in super::queued_frames(&db)?
+            .into_iter()
+            .chain(super::audit_frames(&db)?)
+        {
             w.write_all(frame.as_bytes()).await?;
         }
         loop {
@@ -198,7 +201,7 @@ pub async fn run(
                             tracing::warn!("oversized frame from the daemon skipped");
                             continue;
                         };
-                        match on_frame(&line, &db, &mut report, &mut stdout, &mut w).await {
+                        match on_frame(&line, &db, &opts.paths, &mut report, &mut stdout, &mut w).await {
                             Err(SimulateError::Io(_)) => {
                                 report.reconnects += 1;
                                 continue 'connect;
@@ -241,6 +244,7 @@ fn take(
 async fn on_frame(
     line: &str,
     db: &SessionDb,
+    paths: &BridgePaths,
     report: &mut SimulateReport,
     stdout: &mut tokio::io::Stdout,
     w: &mut tokio::net::unix::OwnedWriteHalf,
@@ -301,6 +305,17 @@ async fn on_frame(
         ServerFrame::Error { message, .. } => tracing::warn!(%message, "daemon error"),
         ServerFrame::Welcome { .. } | ServerFrame::Typing { .. } | ServerFrame::Status(_) => {}
         ServerFrame::Notice { text } => tracing::info!(len = text.len(), "owner notice"),
+        ServerFrame::Audited { id } => db.audit_recorded(id)?,
+        ServerFrame::EraseMedia { before_ms } => {
+            if super::erase_media(db, &paths.inbox(), before_ms)
+                .map_err(|e| SimulateError::Io(std::io::Error::other(e.to_string())))?
+                > 0
+            {
+                for f in super::audit_frames(db)? {
+                    w.write_all(f.as_bytes()).await?;
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -271,6 +271,11 @@ fn forget(shared: &Shared, msg: &Pending, what: &Forget) -> String {
         Ok(e) => {
             // A forgotten reminder must not fire.
             shared.reminders_changed.notify_one();
+            if erase == Erase::Everything
+                && let Ok(Some(before_ms)) = shared.with_store(|s| s.media_erase_before())
+            {
+                let _ = shared.events.send(super::Event::EraseMedia { before_ms });
+            }
             format!(
                 "Forgotten and erased from the disk: {} message(s), {} reply(ies), {} reminder(s), {} document(s).",
                 e.messages, e.replies, e.reminders, e.documents

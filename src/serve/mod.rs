@@ -41,7 +41,14 @@ use crate::store::{Reply, Store, StoreError};
 #[derive(Debug, Clone)]
 pub enum Event {
     Reply(Reply),
-    Typing { chat_id: String, on: bool },
+    Typing {
+        chat_id: String,
+        on: bool,
+    },
+    /// `/forget everything`: bridges shred media saved before this time.
+    EraseMedia {
+        before_ms: i64,
+    },
 }
 
 /// State shared by the connections and the agent.
@@ -307,6 +314,15 @@ async fn connection(
     let mut events = shared.events.subscribe();
     let _bridge = (role == ClientRole::Bridge).then(|| BridgeGuard::new(&shared));
     resend_unsent(&shared, role, &mut w).await?;
+    if role == ClientRole::Bridge {
+        // A /forget everything the bridge may have missed (idempotent).
+        let s = shared.clone();
+        if let Some(before_ms) =
+            tokio::task::spawn_blocking(move || s.store().media_erase_before()).await??
+        {
+            send(&mut w, &ServerFrame::EraseMedia { before_ms }).await?;
+        }
+    }
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -330,6 +346,9 @@ async fn connection(
                 }
                 Ok(Event::Typing { chat_id, on }) if hears(role, &chat_id) => {
                     send(&mut w, &ServerFrame::Typing { chat_id: ChatId(chat_id), on }).await?;
+                }
+                Ok(Event::EraseMedia { before_ms }) if role == ClientRole::Bridge => {
+                    send(&mut w, &ServerFrame::EraseMedia { before_ms }).await?;
                 }
                 Ok(_) => {}
                 // Missed events: the outbox still has every unsent reply.
@@ -459,6 +478,28 @@ async fn handle(
         ClientFrame::Link { state, detail } => {
             link_changed(shared, state, detail).await?;
             Vec::new()
+        }
+        ClientFrame::Audit { .. } if role != ClientRole::Bridge => {
+            vec![error(
+                ErrorCode::Forbidden,
+                "only the bridge reports audit events",
+            )]
+        }
+        ClientFrame::Audit {
+            id, action, object, ..
+        } => {
+            use crate::audit::{Action, Actor, Entry};
+            let action = match action {
+                proto::BridgeAction::Paired => Action::Paired,
+                proto::BridgeAction::Unpaired => Action::Unpaired,
+                proto::BridgeAction::MediaErased => Action::Erased,
+            };
+            let s = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                s.with_store(|st| st.audit(&Entry::new(Actor::Bridge, action, object)))
+            })
+            .await??;
+            vec![ServerFrame::Audited { id }]
         }
     })
 }

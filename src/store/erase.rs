@@ -176,6 +176,13 @@ impl Store {
                      DELETE FROM lid_map;
                      DELETE FROM dropped;",
                 )?;
+                // Bridges shred media saved before now (told on every
+                // connection from now on).
+                tx.execute(
+                    "INSERT INTO settings (key, value) VALUES ('media_erase_before', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [crate::clock::now_ms().to_string()],
+                )?;
                 // Replies to messages that stay (the command) stay too.
                 erased.replies += tx.execute(
                     "DELETE FROM outbox WHERE inbound IS NULL OR inbound < ?1",
@@ -213,6 +220,21 @@ impl Store {
         tx.commit()?;
         self.scrub(*what == Erase::Everything)?;
         Ok(erased)
+    }
+
+    /// When the last `/forget everything` asked bridges to shred their
+    /// media (ms since the epoch).
+    pub fn media_erase_before(&self) -> Result<Option<i64>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'media_erase_before'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.and_then(|v| v.parse().ok()))
     }
 
     /// Forgets one indexed file (its document, chunks, vectors and

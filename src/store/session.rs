@@ -44,6 +44,16 @@ const MIGRATIONS: &[&str] = &[
         at    INTEGER NOT NULL
     );
     ",
+    // 2: events for Hearth's audit log (pairing, unpairing, media erased),
+    // kept until `serve` has recorded them.
+    "
+    CREATE TABLE audit_out (
+        id     INTEGER PRIMARY KEY,
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        at_ms  INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// One row of a namespace: key, value, and the auxiliary number the
@@ -244,6 +254,33 @@ impl SessionDb {
     }
 
     // --- the bridge's durable queues ---
+
+    /// Keeps an event for Hearth's audit log until `serve` records it.
+    pub fn queue_audit(&self, action: &str, object: &str) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("INSERT INTO audit_out (action, object, at_ms) VALUES (?1, ?2, ?3)")?
+            .execute(params![action, object, crate::clock::now_ms()])?;
+        Ok(())
+    }
+
+    /// Events waiting for `serve`: (id, action, object, time).
+    pub fn queued_audit(&self) -> Result<Vec<(i64, String, String, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare_cached("SELECT id, action, object, at_ms FROM audit_out ORDER BY id")?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// `serve` recorded event `id`.
+    pub fn audit_recorded(&self, id: i64) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("DELETE FROM audit_out WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
 
     /// Keeps an inbound frame until `serve` acknowledges it. Returns false
     /// when this (chat, message) is already queued.

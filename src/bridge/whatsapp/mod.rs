@@ -194,9 +194,13 @@ pub async fn pair(opts: PairOptions, shutdown: CancellationToken) -> anyhow::Res
         }
     };
     handle.shutdown().await;
-    if outcome.is_err() {
+    match &outcome {
         // A half-made device must not look linked next time.
-        let _ = db.forget_session();
+        Err(_) => {
+            let _ = db.forget_session();
+        }
+        // For Hearth's audit log, delivered by the bridge.
+        Ok(number) => db.queue_audit(crate::proto::BridgeAction::Paired.as_str(), number)?,
     }
     outcome
 }
@@ -329,6 +333,13 @@ pub async fn unpair(paths: &BridgePaths) -> anyhow::Result<Unpaired> {
         }
     };
     db.forget_session()?;
+    db.queue_audit(
+        crate::proto::BridgeAction::Unpaired.as_str(),
+        &format!(
+            "{number} ({})",
+            if told { "logged out" } else { "wiped offline" }
+        ),
+    )?;
     Ok(if told {
         Unpaired::LoggedOut(number)
     } else {

@@ -218,6 +218,7 @@ pub async fn run(opts: RunOptions, shutdown: CancellationToken) -> anyhow::Resul
         client.clone(),
         me,
         opts.personal,
+        opts.paths.inbox(),
         wake,
         up_rx,
         shutdown.clone(),
@@ -306,6 +307,7 @@ async fn forward(
     client: Arc<Client>,
     me: Me,
     personal: bool,
+    inbox: PathBuf,
     wake: Arc<Notify>,
     mut up: mpsc::UnboundedReceiver<Up>,
     shutdown: CancellationToken,
@@ -333,7 +335,7 @@ async fn forward(
             }
         };
         let result = session(
-            stream, &db, &client, &me, personal, &wake, &mut up, &link, &shutdown,
+            stream, &db, &client, &me, personal, &inbox, &wake, &mut up, &link, &shutdown,
         )
         .await;
         if shutdown.is_cancelled() {
@@ -353,6 +355,7 @@ async fn session(
     client: &Arc<Client>,
     me: &Me,
     personal: bool,
+    inbox: &std::path::Path,
     wake: &Notify,
     up: &mut mpsc::UnboundedReceiver<Up>,
     link: &Mutex<(LinkState, Option<String>)>,
@@ -388,7 +391,10 @@ async fn session(
                 .filter(|f| offered.insert(f.clone()))
                 .collect())
         };
-    for f in offer_all(&mut offered)? {
+    for f in offer_all(&mut offered)?
+        .into_iter()
+        .chain(crate::bridge::audit_frames(db)?)
+    {
         w.write_all(f.as_bytes()).await?;
     }
     loop {
@@ -446,6 +452,19 @@ async fn session(
                         anyhow::bail!("serve refused this bridge: {message}");
                     }
                     Ok(ServerFrame::Error { message, .. }) => tracing::warn!(%message, "serve error"),
+                    Ok(ServerFrame::Audited { id }) => {
+                        let db = db.clone();
+                        tokio::task::spawn_blocking(move || db.audit_recorded(id)).await??;
+                    }
+                    Ok(ServerFrame::EraseMedia { before_ms }) => {
+                        let (db2, inbox) = (db.clone(), inbox.to_path_buf());
+                        let n = tokio::task::spawn_blocking(move || crate::bridge::erase_media(&db2, &inbox, before_ms)).await??;
+                        if n > 0 {
+                            for f in crate::bridge::audit_frames(db)? {
+                                w.write_all(f.as_bytes()).await?;
+                            }
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "unreadable frame from serve"),
                 }
