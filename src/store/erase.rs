@@ -21,9 +21,10 @@ pub enum Erase {
     /// Every message (any chat) stamped in `[from_ms, to_ms)`, replies
     /// and reminders created then.
     Range { from_ms: i64, to_ms: i64 },
-    /// Retention: messages stamped before `before_ms`, in kept chats
+    /// Retention: messages Hearth stored before `before_ms`, in kept chats
     /// (`kept`) or in every other chat, except messages still waiting
-    /// for their answer; with the finished reminders created then.
+    /// for their answer or whose reply is not delivered yet; with the
+    /// finished reminders created then.
     Older { kept: bool, before_ms: i64 },
     /// Everything remembered: messages, replies, reminders, indexed
     /// folders with their documents, kept chats, learned LID mappings,
@@ -101,10 +102,12 @@ impl Store {
             )?,
             Erase::Older { kept, before_ms } => tx.execute(
                 "INSERT INTO doomed SELECT id FROM messages m
-                 WHERE ts_ms < ?1 AND id < ?2
+                 WHERE stored_ms < ?1 AND id < ?2
                    AND (chat_id IN (SELECT chat_id FROM memory_chats)) = ?3
                    AND NOT EXISTS (SELECT 1 FROM inbox i
-                                   WHERE i.message_id = m.id AND i.answered = 0)",
+                                   WHERE i.message_id = m.id AND i.answered = 0)
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.sent_ms IS NULL
+                                   AND (o.inbound = m.id OR m.msg_id = 'out:' || o.id))",
                 params![before_ms, before_row, kept],
             )?,
         };
@@ -359,6 +362,73 @@ mod tests {
             .into_iter()
             .map(|t| t.text)
             .collect()
+    }
+
+    #[test]
+    fn retention_counts_from_arrival_and_spares_waiting_or_undelivered() {
+        let (_d, mut s) = temp_store();
+        let day = 86_400_000;
+        let now = crate::clock::now_ms();
+        let msg = |id| NewMessage {
+            chat_id: "c",
+            msg_id: id,
+            sender: "c",
+            outgoing: false,
+            text: id,
+            // The sender's clock says 1970: it does not matter.
+            ts_ms: 0,
+        };
+        for id in ["old", "old-undelivered", "old-waiting", "new"] {
+            s.enqueue_inbound(&msg(id)).unwrap();
+        }
+        assert_eq!(s.pending_heads().unwrap().len(), 1, "one head per chat");
+        // Answer the first two; only `old`'s reply is delivered.
+        for id in ["old", "old-undelivered"] {
+            let head = s.pending_heads().unwrap().remove(0);
+            assert_eq!(head.msg_id, id);
+            let r = s.record_reply(&head, &format!("reply to {id}")).unwrap();
+            if id == "old" {
+                s.mark_sent(r.out_id).unwrap();
+            }
+        }
+        s.conn
+            .execute(
+                "UPDATE messages SET stored_ms = ?1 WHERE msg_id <> 'new'",
+                [now - 100 * day],
+            )
+            .unwrap();
+        let e = s
+            .erase(
+                &Erase::Older {
+                    kept: false,
+                    before_ms: now - 90 * day,
+                },
+                i64::MAX,
+                Actor::Serve,
+            )
+            .unwrap();
+        assert_eq!((e.messages, e.replies), (2, 1), "old and its reply");
+        assert_eq!(s.unsent_count().unwrap(), 1);
+        let waiting: Vec<String> = s
+            .pending_heads()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.msg_id)
+            .collect();
+        assert_eq!(waiting, ["old-waiting"]);
+        assert_eq!(s.audit_tail(1).unwrap()[0].action, "purged");
+        // Nothing more to purge: no new audit record.
+        let before = s.audit_tail(1).unwrap()[0].seq;
+        s.erase(
+            &Erase::Older {
+                kept: false,
+                before_ms: now - 90 * day,
+            },
+            i64::MAX,
+            Actor::Serve,
+        )
+        .unwrap();
+        assert_eq!(s.audit_tail(1).unwrap()[0].seq, before);
     }
 
     #[test]

@@ -158,6 +158,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         hash    BLOB NOT NULL
     );
     ",
+    // 8: when Hearth stored each message (retention counts from arrival,
+    // not from the sender's clock); set by a trigger on every insert.
+    "
+    ALTER TABLE messages ADD COLUMN stored_ms INTEGER NOT NULL DEFAULT 0;
+    UPDATE messages SET stored_ms = ts_ms;
+    CREATE TRIGGER messages_stored AFTER INSERT ON messages WHEN new.stored_ms = 0 BEGIN
+        UPDATE messages
+        SET stored_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+        WHERE id = new.id;
+    END;
+    ",
 ];
 
 /// Brings `db` up to the last of `migrations` (the store's or the
