@@ -397,16 +397,14 @@ mod tests {
                 [now - 100 * day],
             )
             .unwrap();
-        let e = s
-            .erase(
-                &Erase::Older {
-                    kept: false,
-                    before_ms: now - 90 * day,
-                },
-                i64::MAX,
-                Actor::Serve,
-            )
-            .unwrap();
+        let purge = |s: &mut Store| {
+            let older = Erase::Older {
+                kept: false,
+                before_ms: now - 90 * day,
+            };
+            s.erase(&older, i64::MAX, Actor::Serve).unwrap()
+        };
+        let e = purge(&mut s);
         assert_eq!((e.messages, e.replies), (2, 1), "old and its reply");
         assert_eq!(s.unsent_count().unwrap(), 1);
         let waiting: Vec<String> = s
@@ -419,15 +417,7 @@ mod tests {
         assert_eq!(s.audit_tail(1).unwrap()[0].action, "purged");
         // Nothing more to purge: no new audit record.
         let before = s.audit_tail(1).unwrap()[0].seq;
-        s.erase(
-            &Erase::Older {
-                kept: false,
-                before_ms: now - 90 * day,
-            },
-            i64::MAX,
-            Actor::Serve,
-        )
-        .unwrap();
+        purge(&mut s);
         assert_eq!(s.audit_tail(1).unwrap()[0].seq, before);
     }
 
