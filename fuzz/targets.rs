@@ -4,6 +4,9 @@
 //! and must neither panic nor hang; results are checked where a property
 //! is cheap to state.
 
+// Each fuzz binary uses one of these.
+#![allow(dead_code)]
+
 use std::path::Path;
 
 /// The socket protocol: the line codec over arbitrary byte streams, then
