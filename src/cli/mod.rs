@@ -57,7 +57,8 @@ impl Outcome {
 /// (builds and fetches the default models), then `hearth chat`; `hearth
 /// serve` + `hearth pair` + `hearth bridge` put it on WhatsApp.
 ///
-/// Exit codes: 0 success, 1 a check failed (e.g. `models verify`), 2 error.
+/// Exit codes: 0 success, 1 a check failed (`models verify`, `audit verify`,
+/// `doctor`, `status`), 2 error.
 #[derive(Debug, Parser)]
 #[command(
     name = "hearth",
@@ -200,8 +201,7 @@ pub enum Command {
     ///   hearth audit verify --head 57:3f2a…   # a head /audit sent you
     #[command(subcommand, verbatim_doc_comment)]
     Audit(audit::AuditCommand),
-    /// Check this installation: key and data modes, models, units,
-    /// network isolation, disk, clock (exit 1 when a check fails)
+    /// Check this installation: keys, data, models, units, network, disk, clock
     ///
     /// Each check has a stable id (config.valid, config.owner,
     /// key.store.present, key.store.mode, key.bridge.present,
@@ -215,14 +215,13 @@ pub enum Command {
     ///   hearth doctor --root /tmp/stage --quick
     #[command(verbatim_doc_comment)]
     Doctor(doctor::DoctorArgs),
-    /// What is stored (counts per kind), the indexed folders, how long each
-    /// kind is kept, where the keys are, and what the network can see
+    /// What is stored, for how long, where the keys are, what the network sees
     Privacy(privacy::PrivacyArgs),
-    /// Write everything stored into a zip you can take away: messages,
-    /// documents index, reminders, sender decisions, audit log (JSON), and
-    /// the media the bridge saved
+    /// Write everything stored into a zip you can take away
     ///
-    /// The zip is not encrypted (mode 0600); the export itself is audited.
+    /// Messages, the documents index, reminders, sender decisions and the
+    /// audit log as JSON, and the media the bridge saved. The zip is not
+    /// encrypted (mode 0600); the export itself is audited.
     ///
     /// Example:
     ///   hearth export -o ~/hearth-backup.zip
