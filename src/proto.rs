@@ -265,6 +265,7 @@ pub enum ClientFrame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BridgeAction {
+    KeyCreated,
     Paired,
     Unpaired,
     MediaErased,
@@ -273,6 +274,7 @@ pub enum BridgeAction {
 impl BridgeAction {
     pub fn as_str(self) -> &'static str {
         match self {
+            BridgeAction::KeyCreated => "key_created",
             BridgeAction::Paired => "paired",
             BridgeAction::Unpaired => "unpaired",
             BridgeAction::MediaErased => "media_erased",
@@ -280,9 +282,14 @@ impl BridgeAction {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Paired, Self::Unpaired, Self::MediaErased]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Self::KeyCreated,
+            Self::Paired,
+            Self::Unpaired,
+            Self::MediaErased,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 

@@ -270,4 +270,10 @@ fn forget_everything_shreds_the_bridges_media() {
             .any(|l| l.contains("\"actor\":\"bridge\"") && l.contains("1 media file(s)")),
         "{log}"
     );
+    // The bridge's new session key was reported too.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"actor\":\"bridge\"") && l.contains("\"action\":\"key-created\"")),
+        "{log}"
+    );
 }

@@ -490,6 +490,7 @@ async fn handle(
         } => {
             use crate::audit::{Action, Actor, Entry};
             let action = match action {
+                proto::BridgeAction::KeyCreated => Action::KeyCreated,
                 proto::BridgeAction::Paired => Action::Paired,
                 proto::BridgeAction::Unpaired => Action::Unpaired,
                 proto::BridgeAction::MediaErased => Action::Erased,

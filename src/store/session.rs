@@ -83,12 +83,20 @@ impl SessionDb {
     /// both (and the directory, mode 0700) when `create` allows.
     pub fn open(state_dir: &Path, key_file: &Path, create: Create) -> Result<Self, StoreError> {
         let db = Self::file(state_dir);
-        let (conn, _) = super::open_encrypted(&db, state_dir, key_file, create)?;
+        let (conn, key_created) = super::open_encrypted(&db, state_dir, key_file, create)?;
         super::schema::migrate(&conn, &db, MIGRATIONS)?;
-        Ok(Self {
+        let session = Self {
             conn: Mutex::new(conn),
             db,
-        })
+        };
+        if key_created {
+            // For Hearth's audit log, delivered by the bridge.
+            session.queue_audit(
+                crate::proto::BridgeAction::KeyCreated.as_str(),
+                &key_file.display().to_string(),
+            )?;
+        }
+        Ok(session)
     }
 
     pub fn path(&self) -> &Path {
