@@ -195,6 +195,21 @@ impl Record {
         h.finalize().into()
     }
 
+    /// The record as JSON (hashes in hex), for `hearth audit tail --json`
+    /// and `hearth export`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seq": self.seq,
+            "ts_ms": self.ts_ms,
+            "actor": self.actor,
+            "action": self.action,
+            "object": self.object,
+            "outcome": self.outcome,
+            "prev": crate::hex::encode(&self.prev),
+            "hash": crate::hex::encode(&self.hash),
+        })
+    }
+
     /// The hash as stored, when it has the right length.
     pub fn stored_hash(&self) -> Option<Hash> {
         self.hash.as_slice().try_into().ok()

@@ -60,6 +60,25 @@ fn days(d: u32) -> String {
 }
 
 impl Report {
+    /// The report on `stored`, under `retention`, for a data directory and
+    /// the two key files.
+    pub fn new(
+        stored: Holdings,
+        retention: Retention,
+        data_dir: &std::path::Path,
+        store_key: &std::path::Path,
+        bridge_key: &std::path::Path,
+    ) -> Self {
+        Self {
+            stored,
+            retention: retention.into(),
+            store_key: key_place(store_key),
+            bridge_key: key_place(bridge_key),
+            data_dir: data_dir.display().to_string(),
+            network: NETWORK,
+        }
+    }
+
     /// The report for people (the same text in the terminal and the chat).
     pub fn text(&self) -> String {
         let s = &self.stored;
@@ -113,7 +132,7 @@ impl Report {
 }
 
 /// Where a key is, as the report says it.
-pub fn key_place(path: &std::path::Path) -> String {
+fn key_place(path: &std::path::Path) -> String {
     let from_credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
         .is_some_and(|d| path.starts_with(std::path::Path::new(&d)));
     if from_credentials {
@@ -129,18 +148,17 @@ mod tests {
 
     #[test]
     fn the_report_names_every_kind_and_the_network() {
-        let r = Report {
-            stored: Holdings {
+        let r = Report::new(
+            Holdings {
                 conversation_messages: 12,
                 roots: vec!["/home/me/docs".into()],
                 ..Holdings::default()
             },
-            retention: Retention::default().into(),
-            store_key: "/etc/hearth/store.key".into(),
-            bridge_key: "/etc/hearth/bridge.key".into(),
-            data_dir: "/var/lib/hearth".into(),
-            network: NETWORK,
-        };
+            Retention::default(),
+            std::path::Path::new("/var/lib/hearth"),
+            std::path::Path::new("/etc/hearth/store.key"),
+            std::path::Path::new("/etc/hearth/bridge.key"),
+        );
         let t = r.text();
         for want in [
             "12 message(s) in conversations with Hearth, kept 90 days",

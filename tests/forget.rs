@@ -116,24 +116,16 @@ fn ask(
 
 #[test]
 fn forget_everything_leaves_no_byte_of_what_was_forgotten() {
-    common::require_model("all-MiniLM-L6-v2/model.safetensors");
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, _) = common::registered_docs([(
+        "safe.txt",
+        "The code for the quokkavault in the cellar is 7391.\n",
+    )]);
     std::fs::write(
         dir.path().join("config.toml"),
         "[owner]\nnumbers = [\"+4915112345678\"]\n",
     )
     .unwrap();
-    let docs = dir.path().join("docs");
-    std::fs::create_dir(&docs).unwrap();
-    std::fs::write(
-        docs.join("safe.txt"),
-        "The code for the quokkavault in the cellar is 7391.\n",
-    )
-    .unwrap();
-    for args in [&["index", "add", docs.to_str().unwrap()][..], &["index"]] {
-        let o = run(hearth_with_store(dir.path(), "key", args));
-        assert!(o.status.success(), "{args:?}: {}", common::stderr(&o));
-    }
+    common::sync(dir.path());
 
     let serve = start_serve(dir.path());
     let (mut cli, mut c) = open(dir.path(), "cli");

@@ -39,7 +39,7 @@ pub fn run(g: &GlobalArgs, c: AuditCommand) -> anyhow::Result<Outcome> {
         AuditCommand::Tail { n, json } => {
             for r in store.audit_tail(n)? {
                 if json {
-                    outln!("{}", serde_json::to_string(&as_json(&r))?);
+                    outln!("{}", r.to_json());
                 } else {
                     outln!("{}", line(&r));
                 }
@@ -74,17 +74,4 @@ fn line(r: &Record) -> String {
         r.object,
         r.actor
     )
-}
-
-fn as_json(r: &Record) -> serde_json::Value {
-    serde_json::json!({
-        "seq": r.seq,
-        "ts_ms": r.ts_ms,
-        "actor": r.actor,
-        "action": r.action,
-        "object": r.object,
-        "outcome": r.outcome,
-        "prev": crate::hex::encode(&r.prev),
-        "hash": crate::hex::encode(&r.hash),
-    })
 }

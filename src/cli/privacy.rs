@@ -35,14 +35,13 @@ pub fn privacy(g: &GlobalArgs, a: PrivacyArgs) -> anyhow::Result<Outcome> {
     let config = crate::config::Config::load(&g.config_file())?;
     let paths = g.paths()?;
     let store = Store::open(&paths, Create::Never)?;
-    let report = crate::privacy::Report {
-        stored: store.holdings()?,
-        retention: config.retention.into(),
-        store_key: crate::privacy::key_place(&paths.key_file),
-        bridge_key: crate::privacy::key_place(&g.bridge_paths()?.key_file),
-        data_dir: paths.data_dir.display().to_string(),
-        network: crate::privacy::NETWORK,
-    };
+    let report = crate::privacy::Report::new(
+        store.holdings()?,
+        config.retention,
+        &paths.data_dir,
+        &paths.key_file,
+        &g.bridge_paths()?.key_file,
+    );
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -92,17 +91,8 @@ pub fn export(g: &GlobalArgs, a: ExportArgs) -> anyhow::Result<Outcome> {
         "senders.json",
         &serde_json::to_vec_pretty(&store.export_senders()?)?,
     )?;
-    let audit: Vec<serde_json::Value> = store
-        .audit_records()?
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "seq": r.seq, "ts_ms": r.ts_ms, "actor": r.actor, "action": r.action,
-                "object": r.object, "outcome": r.outcome,
-                "prev": crate::hex::encode(&r.prev), "hash": crate::hex::encode(&r.hash),
-            })
-        })
-        .collect();
+    let audit: Vec<serde_json::Value> =
+        store.audit_records()?.iter().map(|r| r.to_json()).collect();
     put("audit.json", &serde_json::to_vec_pretty(&audit)?)?;
     let media = if a.no_media {
         0

@@ -108,18 +108,13 @@ impl Shared {
     /// The transparency report (`/privacy`).
     pub fn privacy(&self) -> Result<crate::privacy::Report, StoreError> {
         let store = self.store();
-        Ok(crate::privacy::Report {
-            stored: store.holdings()?,
-            retention: self.config.retention.into(),
-            store_key: crate::privacy::key_place(&self.keys.store),
-            bridge_key: crate::privacy::key_place(&self.keys.bridge),
-            data_dir: store
-                .path()
-                .parent()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            network: crate::privacy::NETWORK,
-        })
+        Ok(crate::privacy::Report::new(
+            store.holdings()?,
+            self.config.retention,
+            store.path().parent().unwrap_or(Path::new("")),
+            &self.keys.store,
+            &self.keys.bridge,
+        ))
     }
 
     pub fn status(&self) -> Result<StatusReport, StoreError> {

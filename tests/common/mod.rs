@@ -111,7 +111,12 @@ pub fn indexed_docs() -> tempfile::TempDir {
             "Pasta recipe: boil water, add salt, cook the spaghetti for nine minutes, drain.",
         ),
     ]);
-    let sync = run(hearth_with_store(dir.path(), "key", &["index"]));
-    assert!(sync.status.success(), "{}", stderr(&sync));
+    sync(dir.path());
     dir
+}
+
+/// Runs `hearth index` on the store in `dir`.
+pub fn sync(dir: &Path) {
+    let sync = run(hearth_with_store(dir, "key", &["index"]));
+    assert!(sync.status.success(), "{}", stderr(&sync));
 }
