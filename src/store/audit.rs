@@ -10,6 +10,8 @@ use crate::audit::{Anchor, Break, Entry, Hash, Record, Verified};
 
 /// The settings row holding the last record a retention purge removed.
 const ANCHOR: &str = "audit_anchor";
+/// The settings row holding the sha256 of the config serve last started with.
+const CONFIG: &str = "config_sha256";
 
 /// A record as found. A column someone changed to another type reads as
 /// a value that cannot match its hash, so verification names the record
@@ -87,11 +89,8 @@ fn to_hash(b: &[u8]) -> Hash {
 }
 
 fn anchor(conn: &rusqlite::Connection) -> Result<Option<Anchor>, StoreError> {
-    let v: Option<String> = conn
-        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-        .query_row([ANCHOR], |r| r.get(0))
-        .optional()?;
-    Ok(v.and_then(|v| crate::audit::parse_head(&v))
+    Ok(super::setting(conn, ANCHOR)?
+        .and_then(|v| crate::audit::parse_head(&v))
         .map(|(seq, hash)| Anchor { seq, hash }))
 }
 
@@ -109,17 +108,9 @@ impl Store {
     /// first config seen) in the same transaction. True when it changed.
     pub fn config_seen(&mut self, file: &str, fingerprint: &str) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
-        let before: Option<String> = tx
-            .prepare_cached("SELECT value FROM settings WHERE key = 'config_sha256'")?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        let changed = before.as_deref() != Some(fingerprint);
+        let changed = super::setting(&tx, CONFIG)?.as_deref() != Some(fingerprint);
         if changed {
-            tx.prepare_cached(
-                "INSERT INTO settings (key, value) VALUES ('config_sha256', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute([fingerprint])?;
+            super::set_setting(&tx, CONFIG, fingerprint)?;
             let short = fingerprint.get(..16).unwrap_or(fingerprint);
             let e = Entry::new(
                 crate::audit::Actor::Local,
@@ -207,14 +198,11 @@ impl Store {
         let n = tx
             .prepare_cached("DELETE FROM audit WHERE seq <= ?1")?
             .execute([seq])?;
-        tx.prepare_cached(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![
+        super::set_setting(
+            &tx,
             ANCHOR,
-            crate::audit::format_head(seq, &to_hash(&hash))
-        ])?;
+            &crate::audit::format_head(seq, &to_hash(&hash)),
+        )?;
         let mut e = e.clone();
         e.object = format!("{} ({n} audit record(s) up to #{seq})", e.object);
         append(&tx, crate::clock::now_ms(), &e)?;

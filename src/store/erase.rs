@@ -10,6 +10,9 @@ use rusqlite::params;
 use super::{Store, StoreError};
 use crate::audit::{Action, Actor, Entry};
 
+/// The settings row: bridges shred media saved before this time.
+const MEDIA_ERASE: &str = "media_erase_before";
+
 /// What to forget. `before_row` is the message row of the command asking
 /// (it and anything after it stay: the command is answered).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,11 +184,7 @@ impl Store {
                 )?;
                 // Bridges shred media saved before now (told on every
                 // connection from now on).
-                tx.execute(
-                    "INSERT INTO settings (key, value) VALUES ('media_erase_before', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    [crate::clock::now_ms().to_string()],
-                )?;
+                super::set_setting(&tx, MEDIA_ERASE, &crate::clock::now_ms().to_string())?;
                 // Replies to messages that stay (the command) stay too.
                 erased.replies += tx.execute(
                     "DELETE FROM outbox WHERE inbound IS NULL OR inbound < ?1",
@@ -228,16 +227,7 @@ impl Store {
     /// When the last `/forget everything` asked bridges to shred their
     /// media (ms since the epoch).
     pub fn media_erase_before(&self) -> Result<Option<i64>, StoreError> {
-        use rusqlite::OptionalExtension;
-        let v: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM settings WHERE key = 'media_erase_before'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(v.and_then(|v| v.parse().ok()))
+        Ok(super::setting(&self.conn, MEDIA_ERASE)?.and_then(|v| v.parse().ok()))
     }
 
     /// Forgets one indexed file (its document, chunks, vectors and

@@ -161,6 +161,27 @@ impl Store {
     }
 }
 
+/// One row of the `settings` table (the daemon's switches and markers:
+/// `/pause`, the audit anchor, the config fingerprint, the media-erase
+/// time), read inside any connection or transaction.
+fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes one row of the `settings` table.
+fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([key, value])?;
+    Ok(())
+}
+
 /// Opens (or creates, when `create` allows) the SQLCipher database `db` in
 /// `dir` under the key in `key_file`, configured for durability. The file is
 /// made mode 0600 before SQLite touches it, its directory 0700. A wrong or

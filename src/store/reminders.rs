@@ -134,22 +134,11 @@ impl Store {
 
     /// Whether the owner paused answering (`/pause`); survives restarts.
     pub fn paused(&self) -> Result<bool, StoreError> {
-        let v: Option<String> = self
-            .conn
-            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-            .query_row([PAUSED], |r| r.get(0))
-            .optional()?;
-        Ok(v.as_deref() == Some("1"))
+        Ok(super::setting(&self.conn, PAUSED)?.as_deref() == Some("1"))
     }
 
     pub fn set_paused(&mut self, paused: bool) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![PAUSED, if paused { "1" } else { "0" }])?;
-        Ok(())
+        super::set_setting(&self.conn, PAUSED, if paused { "1" } else { "0" })
     }
 }
 
