@@ -145,6 +145,40 @@ fn bench_json_has_llama_bench_fields() {
         .filter(|l| l.split('|').any(|cell| cell.trim() == "pp16"))
         .count();
     assert_eq!(pp_rows, 2, "{table}");
+
+    // A baseline: the records above made 5x faster are a regression (exit
+    // 1, marked in the table, named on stderr); made 5x slower are not.
+    let dir = tempfile::tempdir().unwrap();
+    for (factor, code, mark) in [(5.0, 1, "SLOWER"), (0.2, 0, "x |")] {
+        let mut base = recs.clone();
+        for r in &mut base {
+            r["avg_ts"] = (r["avg_ts"].as_f64().unwrap() * factor).into();
+        }
+        let path = dir.path().join(format!("base-{code}.json"));
+        std::fs::write(&path, serde_json::to_vec(&base).unwrap()).unwrap();
+        let o = run(hearth(&[
+            "bench",
+            "-m",
+            "smollm2",
+            "-t",
+            "1",
+            "-p",
+            "32",
+            "-n",
+            "8",
+            "-r",
+            "1",
+            "--baseline",
+            path.to_str().unwrap(),
+        ]));
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            table.contains("vs baseline") && table.contains(mark),
+            "{table}"
+        );
+        assert_eq!(stderr(&o).contains("regression: smollm2 1t"), code == 1);
+    }
 }
 
 #[test]

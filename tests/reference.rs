@@ -146,8 +146,7 @@ impl Agreement {
         // arithmetic (its kernels, flash attention, f16 KV cache), so the
         // logits agree to the precision the reference was written with.
         // Elsewhere only the bars below apply.
-        #[cfg(target_arch = "x86_64")]
-        if hearth::llm::quant::x86::has_avx2() {
+        if hearth::llm::quant::Isa::selected() == hearth::llm::quant::Isa::Avx2 {
             assert!(
                 mad < 1e-3,
                 "{model}: mean |Δlogit| {mad:.5} — no longer bit-exact with llama.cpp"

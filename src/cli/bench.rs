@@ -32,7 +32,14 @@ pub struct BenchArgs {
     /// Print JSON records instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Compare with an earlier `--json` run: adds each test's ratio to it
+    /// and exits 1 when any is more than 10% slower
+    #[arg(long, value_name = "FILE.json")]
+    pub baseline: Option<std::path::PathBuf>,
 }
+
+/// Slower than this fraction of the baseline counts as a regression.
+const REGRESSION: f64 = 0.90;
 
 impl BenchArgs {
     /// The thread count to set up front, when exactly one is asked for.
@@ -118,12 +125,48 @@ pub fn bench(g: &GlobalArgs, a: BenchArgs) -> anyhow::Result<Outcome> {
             }
         }
     }
+    let baseline: Vec<BenchRecord> = match &a.baseline {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the baseline {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!("{} is not the output of `hearth bench --json`", p.display())
+            })?
+        }
+        None => Vec::new(),
+    };
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&records)?);
     } else {
-        print_table(&records)?;
+        print_table(&records, a.baseline.as_ref().map(|_| baseline.as_slice()))?;
+    }
+    let regressed: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let ratio = versus(r, &baseline)?;
+            (ratio < REGRESSION)
+                .then(|| format!("{} {}t {} at {ratio:.2}x", r.model, r.n_threads, r.test))
+        })
+        .collect();
+    if !regressed.is_empty() {
+        eprintln!(
+            "regression: {} (more than {:.0}% slower than the baseline)",
+            regressed.join(", "),
+            (1.0 - REGRESSION) * 100.0
+        );
+        return Ok(Outcome::CheckFailed);
     }
     Ok(Outcome::Ok)
+}
+
+/// This record's speed over the baseline's for the same model, threads and
+/// test (`None` when the baseline has no such test).
+fn versus(r: &BenchRecord, baseline: &[BenchRecord]) -> Option<f64> {
+    baseline
+        .iter()
+        .find(|b| b.model == r.model && b.n_threads == r.n_threads && b.test == r.test)
+        .filter(|b| b.avg_ts > 0.0)
+        .map(|b| r.avg_ts / b.avg_ts)
 }
 
 fn run_child(
@@ -254,16 +297,26 @@ fn describe(engine: &Engine) -> String {
     format!("{} {size} {}", m.hp.arch.name(), engine.quant_label())
 }
 
-fn print_table(records: &[BenchRecord]) -> anyhow::Result<()> {
+fn print_table(records: &[BenchRecord], baseline: Option<&[BenchRecord]>) -> anyhow::Result<()> {
+    let (head, rule) = match baseline {
+        Some(_) => (" vs baseline |", " ----------: |"),
+        None => ("", ""),
+    };
     outln!(
-        "| model                        |       size |     params | backend | threads |  test |                  t/s |   rss MiB |"
+        "| model                        |       size |     params | backend | threads |  test |                  t/s |   rss MiB |{head}"
     );
     outln!(
-        "| ---------------------------- | ---------: | ---------: | ------- | ------: | ----: | -------------------: | --------: |"
+        "| ---------------------------- | ---------: | ---------: | ------- | ------: | ----: | -------------------: | --------: |{rule}"
     );
     for r in records {
+        let cmp = match baseline.map(|b| versus(r, b)) {
+            None => String::new(),
+            Some(None) => format!(" {:>11} |", "-"),
+            Some(Some(x)) if x < REGRESSION => format!(" {:>11} |", format!("{x:.2}x SLOWER")),
+            Some(Some(x)) => format!(" {:>11} |", format!("{x:.2}x")),
+        };
         outln!(
-            "| {:<28} | {:>6.2} MiB | {:>8.2} M | CPU     | {:>7} | {:>5} | {:>20} | {:>9.1} |",
+            "| {:<28} | {:>6.2} MiB | {:>8.2} M | CPU     | {:>7} | {:>5} | {:>20} | {:>9.1} |{cmp}",
             r.model_type,
             r.model_size as f64 / (1024.0 * 1024.0),
             r.model_n_params as f64 / 1e6,

@@ -11,6 +11,7 @@ pub mod gguf;
 pub mod kv;
 pub mod model;
 pub mod ops;
+pub mod pool;
 pub mod quant;
 pub mod sampler;
 pub mod template;

@@ -385,8 +385,12 @@ impl Model {
             }
             ops::add(&mut x, &a);
             ops::rms_norm(&x, &layer.ffn_norm, hp.eps, &mut h);
-            layer.w_gate.matmul(&h, seq, &mut gate);
-            layer.w_up.matmul(&h, seq, &mut up);
+            QMatrix::matmul_many(
+                &[&layer.w_gate, &layer.w_up],
+                &h,
+                seq,
+                &mut [&mut gate, &mut up],
+            );
             match hp.activation {
                 Activation::Silu => ops::swiglu(&mut gate, &up),
                 Activation::GeluTanh => ops::geglu(&mut gate, &up),
@@ -429,9 +433,12 @@ impl Model {
         let mut q = vec![0f32; seq * hp.n_head * hd];
         let mut k = vec![0f32; seq * hp.n_kv_head * hd];
         let mut v = vec![0f32; seq * hp.n_kv_head * hd];
-        layer.wq.matmul(h, seq, &mut q);
-        layer.wk.matmul(h, seq, &mut k);
-        layer.wv.matmul(h, seq, &mut v);
+        QMatrix::matmul_many(
+            &[&layer.wq, &layer.wk, &layer.wv],
+            h,
+            seq,
+            &mut [&mut q, &mut k, &mut v],
+        );
         if let Some(w) = &layer.q_norm {
             ops::rms_norm_inplace(&mut q, w, hp.eps);
         }

@@ -105,19 +105,23 @@ impl Rope {
 
 /// `gate = silu(gate) * up`, element-wise (SwiGLU).
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if crate::llm::quant::x86::has_avx2() {
+    let done = if crate::llm::quant::x86::has_avx2() {
         // SAFETY: AVX2/FMA were detected.
-        done = unsafe { x86::swiglu(gate, up) };
-    }
+        unsafe { x86::swiglu(gate, up) }
+    } else {
+        0
+    };
     #[cfg(target_arch = "aarch64")]
-    {
-        for (g, &u) in gate.iter_mut().zip(up).take(gate.len() / 4 * 4) {
+    let done = {
+        let n = gate.len() / 4 * 4;
+        for (g, &u) in gate.iter_mut().zip(up).take(n) {
             *g = silu_v(*g) * u;
         }
-        done = gate.len() / 4 * 4;
-    }
+        n
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let done = 0;
     for (g, &u) in gate[done..].iter_mut().zip(&up[done..]) {
         *g = *g / (1.0 + (-*g).exp()) * u;
     }

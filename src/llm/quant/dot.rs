@@ -238,6 +238,25 @@ pub enum Q4kRounding {
 /// sums of scaled products and of mins, each accumulated with a fused
 /// multiply-add (see [`Q4kRounding`]), subtracted at the end.
 pub fn q4_k_with(w: &[BlockQ4K], a: &[BlockQ8K], rounding: Q4kRounding) -> f32 {
+    q4_k_by(w, a, rounding, |q4, q8| {
+        let lo: i32 = (0..32).map(|l| (q4[l] & 0xF) as i32 * q8[l] as i32).sum();
+        let hi: i32 = (0..32)
+            .map(|l| (q4[l] >> 4) as i32 * q8[32 + l] as i32)
+            .sum();
+        (lo, hi)
+    })
+}
+
+/// [`q4_k_with`] with the integer sums of each 64-value group (32 packed
+/// bytes against 64 activations: low nibbles, high nibbles) computed by
+/// `sums`, so SIMD versions share the float order.
+#[inline(always)]
+pub(super) fn q4_k_by(
+    w: &[BlockQ4K],
+    a: &[BlockQ8K],
+    rounding: Q4kRounding,
+    sums: impl Fn(&[u8], &[i8]) -> (i32, i32),
+) -> f32 {
     let mut acc = 0f32;
     let mut acc_min = 0f32;
     for (x, y) in w.iter().zip(a) {
@@ -246,12 +265,7 @@ pub fn q4_k_with(w: &[BlockQ4K], a: &[BlockQ8K], rounding: Q4kRounding) -> f32 {
         let mut isum = 0i32;
         let mut imin = 0i32;
         for j in 0..QK_K / 64 {
-            let q4 = &x.qs[32 * j..32 * j + 32];
-            let q8 = &y.qs[64 * j..64 * j + 64];
-            let lo: i32 = (0..32).map(|l| (q4[l] & 0xF) as i32 * q8[l] as i32).sum();
-            let hi: i32 = (0..32)
-                .map(|l| (q4[l] >> 4) as i32 * q8[32 + l] as i32)
-                .sum();
+            let (lo, hi) = sums(&x.qs[32 * j..32 * j + 32], &y.qs[64 * j..64 * j + 64]);
             let bs = |k: usize| y.bsums[2 * k] as i32 + y.bsums[2 * k + 1] as i32;
             let s = scales[2 * j] * lo + scales[2 * j + 1] * hi;
             let m = mins[2 * j] * bs(2 * j) + mins[2 * j + 1] * bs(2 * j + 1);

@@ -6,12 +6,14 @@
 //!
 //! Kernels: portable Rust for every type ([`dot`]), and AVX2 for the types
 //! the shipped models use ([`x86`]), chosen at run time. Rows of the output
-//! are split across the compute threads; a batch of activation rows reuses
+//! are split across the compute threads ([`super::pool`]); a batch of activation rows reuses
 //! each weight row while it is in cache, so prefill streams the weights once
 //! per chunk, not once per token.
 //!
 //! Must not know about layers or tokens.
 
+#[cfg(target_arch = "aarch64")]
+pub mod arm;
 pub mod dot;
 pub mod formats;
 #[cfg(target_arch = "x86_64")]
@@ -22,7 +24,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use half::{bf16, f16};
-use rayon::prelude::*;
 
 use formats::*;
 
@@ -45,6 +46,16 @@ pub enum QType {
 }
 
 impl QType {
+    /// The block types of the shipped models (the ones with SIMD kernels).
+    pub const SHIPPED: [QType; 6] = [
+        QType::Q4_0,
+        QType::Q4_1,
+        QType::Q5_0,
+        QType::Q8_0,
+        QType::Q4K,
+        QType::Q6K,
+    ];
+
     /// The type of a tensor as candle's GGUF reader names it (`None` for
     /// the activation-only types).
     pub fn from_candle(t: candle_core::quantized::GgmlDType) -> Option<Self> {
@@ -95,6 +106,18 @@ impl QType {
         }
     }
 
+    /// Byte offsets of a block's f16 scale fields (`d`, `m`/`dmin`).
+    pub fn scale_offsets(self) -> &'static [usize] {
+        match self {
+            Self::F32 | Self::F16 | Self::BF16 => &[],
+            Self::Q4_0 | Self::Q5_0 | Self::Q8_0 => &[0],
+            Self::Q4_1 | Self::Q5_1 | Self::Q4K | Self::Q5K => &[0, 2],
+            Self::Q2K => &[80, 82],
+            Self::Q3K => &[108],
+            Self::Q6K => &[208],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "F32",
@@ -111,6 +134,75 @@ impl QType {
             Self::Q5K => "Q5_K",
             Self::Q6K => "Q6_K",
         }
+    }
+}
+
+/// A set of kernels for one instruction set. [`QMatrix::matmul`] uses
+/// [`Isa::selected`]; tests and benchmarks run every [`Isa::available`] one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// aarch64 NEON (ARMv8.0: Raspberry Pi 3/4).
+    Neon,
+    /// aarch64 NEON with the ARMv8.2 `sdot` instruction (Raspberry Pi 5).
+    NeonDotprod,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// Every path this CPU can run, slowest first (checked at run time).
+    pub fn available() -> &'static [Isa] {
+        static AVAILABLE: std::sync::OnceLock<Vec<Isa>> = std::sync::OnceLock::new();
+        AVAILABLE.get_or_init(Isa::detect)
+    }
+
+    fn detect() -> Vec<Isa> {
+        let mut v = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if x86::has_avx2() {
+            v.push(Isa::Avx2);
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            // NEON is part of the aarch64 baseline.
+            v.push(Isa::Neon);
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                v.push(Isa::NeonDotprod);
+            }
+        }
+        v
+    }
+
+    /// The path the model runs on: the fastest available, or the one
+    /// `HEARTH_KERNELS` names (`portable`, `avx2`, `neon`, `neon-dotprod`)
+    /// when this CPU has it.
+    pub fn selected() -> Isa {
+        static SELECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            let available = Isa::available();
+            let best = *available.last().unwrap_or(&Isa::Portable);
+            match std::env::var("HEARTH_KERNELS") {
+                Ok(name) => match available.iter().find(|i| i.name() == name) {
+                    Some(&isa) => isa,
+                    None => {
+                        tracing::warn!(asked = %name, using = best.name(), "HEARTH_KERNELS names no kernel set this CPU runs");
+                        best
+                    }
+                },
+                Err(_) => best,
+            }
+        })
     }
 }
 
@@ -152,6 +244,13 @@ impl AsRef<[u8]> for Aligned {
 
 /// A dot product of one row of weight blocks with one row of activations.
 pub type DotFn<W> = fn(&[W], &[<W as WeightBlock>::Act]) -> f32;
+
+/// One row of weight blocks with four rows of activations.
+pub type TileFn<W> = fn(&[W], [&[<W as WeightBlock>::Act]; 4]) -> [f32; 4];
+
+/// Activation rows multiplied per pass over a task's weight rows (a
+/// multiple of 4, the tile height).
+const ACT_BLOCK: usize = 64;
 
 /// Why a weight matrix cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -240,34 +339,67 @@ impl QMatrix {
     /// `out[i][r] = Σ_c x[i][c] · self[r][c]` for `m` rows of `x`
     /// (`x` is `[m, cols]`, `out` is `[m, rows]`).
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
-        assert_eq!(x.len(), m * self.cols, "activation shape");
-        assert_eq!(out.len(), m * self.rows, "output shape");
-        match self.ty {
-            QType::F32 => self.run::<f32>(x, m, out, dot::f32_f32),
-            QType::F16 => self.run::<f16>(x, m, out, dot::f16_f16),
-            QType::BF16 => self.run::<bf16>(x, m, out, dot::bf16_bf16),
-            QType::Q4_0 => self.run::<BlockQ4_0>(x, m, out, kernels::q4_0()),
-            QType::Q4_1 => self.run::<BlockQ4_1>(x, m, out, kernels::q4_1()),
-            QType::Q5_0 => self.run::<BlockQ5_0>(x, m, out, kernels::q5_0()),
-            QType::Q5_1 => self.run::<BlockQ5_1>(x, m, out, dot::q5_1),
-            QType::Q8_0 => self.run::<BlockQ8_0>(x, m, out, kernels::q8_0()),
-            QType::Q2K => self.run::<BlockQ2K>(x, m, out, dot::q2_k),
-            QType::Q3K => self.run::<BlockQ3K>(x, m, out, dot::q3_k),
-            QType::Q4K => self.run_split::<BlockQ4K>(
-                x,
-                m,
-                out,
-                kernels::q4_k(),
-                kernels::q4_k_batched(),
+        self.matmul_on(Isa::selected(), x, m, out)
+    }
+
+    /// [`Self::matmul`] with the kernels of `isa` (which this CPU must run:
+    /// one of [`Isa::available`]).
+    pub fn matmul_on(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+        Self::matmul_many_on(isa, &[self], x, m, &mut [out]);
+    }
+
+    /// Several matrices of one type and width times the same `x`, as one
+    /// job: the activations are quantized once and the threads meet once
+    /// (fused Q/K/V and gate/up projections). `outs[k]` is `[m, mats[k].rows]`.
+    /// Matrices of different types or widths are multiplied one by one.
+    pub fn matmul_many(mats: &[&QMatrix], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+        Self::matmul_many_on(Isa::selected(), mats, x, m, outs)
+    }
+
+    fn matmul_many_on(isa: Isa, mats: &[&QMatrix], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+        assert!(
+            Isa::available().contains(&isa),
+            "{} kernels on this CPU",
+            isa.name()
+        );
+        assert!(!mats.is_empty() && mats.len() == outs.len() && mats.len() <= MAX_PARTS);
+        let first = mats[0];
+        if mats
+            .iter()
+            .any(|w| w.ty != first.ty || w.cols != first.cols)
+        {
+            for (w, out) in mats.iter().zip(outs.iter_mut()) {
+                Self::matmul_many_on(isa, &[w], x, m, &mut [&mut **out]);
+            }
+            return;
+        }
+        assert_eq!(x.len(), m * first.cols, "activation shape");
+        for (w, out) in mats.iter().zip(outs.iter()) {
+            assert_eq!(out.len(), m * w.rows, "output shape");
+        }
+        let job = Job { mats, x, m, outs };
+        match first.ty {
+            QType::F32 => job.run::<f32>(dot::f32_f32, None),
+            QType::F16 => job.run::<f16>(dot::f16_f16, None),
+            QType::BF16 => job.run::<bf16>(dot::bf16_bf16, None),
+            QType::Q4_0 => job.run::<BlockQ4_0>(kernels::q4_0(isa), kernels::q4_0_x4(isa)),
+            QType::Q4_1 => job.run::<BlockQ4_1>(kernels::q4_1(isa), kernels::q4_1_x4(isa)),
+            QType::Q5_0 => job.run::<BlockQ5_0>(kernels::q5_0(isa), kernels::q5_0_x4(isa)),
+            QType::Q5_1 => job.run::<BlockQ5_1>(dot::q5_1, None),
+            QType::Q8_0 => job.run::<BlockQ8_0>(kernels::q8_0(isa), kernels::q8_0_x4(isa)),
+            QType::Q2K => job.run::<BlockQ2K>(dot::q2_k, None),
+            QType::Q3K => job.run::<BlockQ3K>(dot::q3_k, None),
+            QType::Q4K => job.run_split::<BlockQ4K>(
+                kernels::q4_k(isa),
+                kernels::q4_k_batched(isa),
+                None,
                 Batching::GroupsOf4,
             ),
-            QType::Q5K => self.run::<BlockQ5K>(x, m, out, dot::q5_k),
-            QType::Q6K => self.run_split::<BlockQ6K>(
-                x,
-                m,
-                out,
-                kernels::q6_k(),
-                kernels::q6_k_batched(),
+            QType::Q5K => job.run::<BlockQ5K>(dot::q5_k, None),
+            QType::Q6K => job.run_split::<BlockQ6K>(
+                kernels::q6_k(isa),
+                kernels::q6_k_batched(isa),
+                None,
                 Batching::AtLeast8,
             ),
         }
@@ -300,64 +432,167 @@ impl QMatrix {
             b.dequantize(o);
         }
     }
+}
 
-    fn run<W: WeightBlock>(&self, x: &[f32], m: usize, out: &mut [f32], dot: DotFn<W>) {
-        self.run_split::<W>(x, m, out, dot, dot, Batching::GroupsOf4)
+/// Most matrices one [`QMatrix::matmul_many`] call fuses (Q, K, V).
+const MAX_PARTS: usize = 3;
+
+/// One fused product: matrices sharing the input `x` (`[m, cols]`).
+struct Job<'a, 'o> {
+    mats: &'a [&'a QMatrix],
+    x: &'a [f32],
+    m: usize,
+    outs: &'a mut [&'o mut [f32]],
+}
+
+impl Job<'_, '_> {
+    fn run<W: WeightBlock>(self, dot: DotFn<W>, tile: Option<TileFn<W>>) {
+        self.run_split::<W>(dot, dot, tile, Batching::GroupsOf4)
     }
 
     /// Like [`Self::run`], with `batched` for the activation rows that
     /// llama.cpp sends through a matrix-matrix kernel (see [`Batching`])
-    /// and `single` for the rest.
+    /// and `single` for the rest; `tile`, when the path has one, computes
+    /// four batched rows at once with `batched`'s results.
     fn run_split<W: WeightBlock>(
-        &self,
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
+        self,
         single: DotFn<W>,
         batched: DotFn<W>,
+        tile: Option<TileFn<W>>,
         batching: Batching,
     ) {
+        let (x, m) = (self.x, self.m);
+        let cols = self.mats[0].cols;
         let n_batched = batching.batched_rows(m);
-        let per_row = self.cols / W::N;
-        let acts_per_row = self.cols / <W::Act as ActBlock>::N;
-        let weights = self.blocks::<W>();
-        let rows = self.rows;
+        let per_row = cols / W::N;
+        let acts_per_row = cols / <W::Act as ActBlock>::N;
+        let pool = super::pool::Pool::global();
+        // Each matrix's rows in tasks; task numbers run on across matrices.
+        let mut parts: [Option<Part<'_, W>>; MAX_PARTS] = [None, None, None];
+        let mut n_tasks = 0;
+        for (k, (w, out)) in self.mats.iter().zip(self.outs.iter_mut()).enumerate() {
+            let chunk = chunk_rows(w.rows, m, pool.threads());
+            let tasks = w.rows.div_ceil(chunk);
+            parts[k] = Some(Part {
+                weights: w.blocks::<W>(),
+                rows: w.rows,
+                chunk,
+                first_task: n_tasks,
+                out: SharedOut(out.as_mut_ptr()),
+            });
+            n_tasks += tasks;
+        }
         with_scratch::<W::Act, _>(m * acts_per_row, |acts| {
-            for (xr, ar) in x
-                .chunks_exact(self.cols)
-                .zip(acts.chunks_exact_mut(acts_per_row))
-            {
-                W::Act::quantize(xr, ar);
-            }
+            quantize_rows::<W::Act>(x, cols, acts, acts_per_row, pool);
             let acts: &[W::Act] = acts;
-            let out = SharedOut(out.as_mut_ptr());
-            let task = |c: usize, chunk: usize| {
-                let out = &out;
-                for r in c * chunk..((c + 1) * chunk).min(rows) {
-                    let w = &weights[r * per_row..(r + 1) * per_row];
-                    prefetch_row(
-                        &weights[(r + PREFETCH_ROWS).min(rows - 1) * per_row..][..per_row],
-                    );
-                    for (i, a) in acts.chunks_exact(acts_per_row).enumerate() {
-                        let dot = if i < n_batched { batched } else { single };
-                        // SAFETY: each (i, r) is written by exactly one task,
-                        // and `out` outlives the loop.
-                        unsafe { out.write(i * rows + r, dot(w, a)) };
+            let act = |i: usize| &acts[i * acts_per_row..(i + 1) * acts_per_row];
+            let n_tiled = if tile.is_some() {
+                n_batched - n_batched % 4
+            } else {
+                0
+            };
+            let task = |t: usize| {
+                let Some(part) = parts
+                    .iter()
+                    .flatten()
+                    .take_while(|p| p.first_task <= t)
+                    .last()
+                else {
+                    return;
+                };
+                let (weights, rows, out) = (part.weights, part.rows, &part.out);
+                let c = t - part.first_task;
+                let mine = c * part.chunk..((c + 1) * part.chunk).min(rows);
+                // Activation rows in blocks that stay in cache while this
+                // task's weight rows pass over them.
+                for a0 in (0..m).step_by(ACT_BLOCK) {
+                    let a1 = (a0 + ACT_BLOCK).min(m);
+                    for r in mine.clone() {
+                        let w = &weights[r * per_row..(r + 1) * per_row];
+                        if a0 == 0 {
+                            prefetch_row(
+                                &weights[(r + PREFETCH_ROWS).min(rows - 1) * per_row..][..per_row],
+                            );
+                        }
+                        let mut i = a0;
+                        if let Some(tile) = tile {
+                            while i + 4 <= a1.min(n_tiled) {
+                                let got = tile(w, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
+                                for (k, v) in got.into_iter().enumerate() {
+                                    // SAFETY: as below.
+                                    unsafe { out.write((i + k) * rows + r, v) };
+                                }
+                                i += 4;
+                            }
+                        }
+                        for i in i..a1 {
+                            let dot = if i < n_batched { batched } else { single };
+                            // SAFETY: each (i, r) is written by exactly one
+                            // task, and `out` outlives the loop.
+                            unsafe { out.write(i * rows + r, dot(w, act(i))) };
+                        }
                     }
                 }
             };
-            if rayon::current_num_threads() <= 1 {
+            if pool.threads() <= 1 {
                 // One compute thread: no hand-off to the pool and back.
-                task(0, rows);
+                (0..n_tasks).for_each(task);
             } else {
-                let chunk = chunk_rows(rows, m);
-                (0..rows.div_ceil(chunk))
-                    .into_par_iter()
-                    .for_each(|c| task(c, chunk));
+                pool.run(n_tasks, &task);
             }
         });
     }
 }
+
+/// One matrix of a [`Job`]: its rows in tasks of `chunk`, numbered from
+/// `first_task`, writing `[m, rows]` at `out`.
+struct Part<'a, W> {
+    weights: &'a [W],
+    rows: usize,
+    chunk: usize,
+    first_task: usize,
+    out: SharedOut,
+}
+
+/// Quantizes the `[m, cols]` rows of `x` into `acts`, split across the pool
+/// when there are enough rows to pay for it (prefill).
+fn quantize_rows<A: ActBlock>(
+    x: &[f32],
+    cols: usize,
+    acts: &mut [A],
+    acts_per_row: usize,
+    pool: &super::pool::Pool,
+) {
+    let m = x.len() / cols;
+    if m < 16 || pool.threads() <= 1 {
+        for (xr, ar) in x
+            .chunks_exact(cols)
+            .zip(acts.chunks_exact_mut(acts_per_row))
+        {
+            A::quantize(xr, ar);
+        }
+        return;
+    }
+    let out = SharedActs(acts.as_mut_ptr());
+    let per_task = 8;
+    pool.run(m.div_ceil(per_task), &|t| {
+        let out = &out;
+        for i in t * per_task..((t + 1) * per_task).min(m) {
+            // SAFETY: row `i` of `acts` is written by this task only, and
+            // `acts` outlives the job.
+            let ar = unsafe {
+                std::slice::from_raw_parts_mut(out.0.add(i * acts_per_row), acts_per_row)
+            };
+            A::quantize(&x[i * cols..(i + 1) * cols], ar);
+        }
+    });
+}
+
+/// The activation buffer, written by parallel tasks at disjoint rows.
+struct SharedActs<A>(*mut A);
+
+// SAFETY: tasks write disjoint rows (see `quantize_rows`).
+unsafe impl<A> Sync for SharedActs<A> {}
 
 /// Which activation rows of a batch llama.cpp's CPU backend multiplies with
 /// a matrix-matrix kernel (whose rounding differs from its dot products).
@@ -381,9 +616,8 @@ impl Batching {
 
 /// Rows per parallel task: enough tasks to balance the threads, each big
 /// enough that scheduling costs little next to its dot products.
-fn chunk_rows(rows: usize, m: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    let tasks = threads * 4;
+fn chunk_rows(rows: usize, m: usize, threads: usize) -> usize {
+    let tasks = threads * 8;
     // At least ~16k multiply-adds' worth of rows per task for single rows.
     let min_rows = (64 / m.max(1)).max(1);
     rows.div_ceil(tasks).max(min_rows)
@@ -448,19 +682,24 @@ fn with_scratch<A: ActBlock, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
     })
 }
 
-/// The fastest kernel this CPU runs for each type with a SIMD version.
+/// The kernel of each type with a SIMD version, for a path.
 mod kernels {
+    use super::Isa;
     use super::dot;
     use super::formats::*;
 
     macro_rules! pick {
         ($name:ident, $w:ty, $a:ty) => {
-            pub fn $name() -> fn(&[$w], &[$a]) -> f32 {
-                #[cfg(target_arch = "x86_64")]
-                if super::x86::has_avx2() {
-                    return super::x86::$name;
+            pub fn $name(isa: Isa) -> fn(&[$w], &[$a]) -> f32 {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => super::x86::$name,
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::Neon => super::arm::$name,
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::NeonDotprod => super::arm::dotprod::$name,
+                    _ => dot::$name,
                 }
-                dot::$name
             }
         };
     }
@@ -473,6 +712,23 @@ mod kernels {
     pick!(q4_k_batched, BlockQ4K, BlockQ8K);
     pick!(q6_k, BlockQ6K, BlockQ8K);
     pick!(q6_k_batched, BlockQ6K, BlockQ8K);
+
+    macro_rules! pick_tile {
+        ($name:ident, $w:ty) => {
+            pub fn $name(isa: Isa) -> Option<super::TileFn<$w>> {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => Some(super::x86::$name),
+                    _ => None,
+                }
+            }
+        };
+    }
+
+    pick_tile!(q4_0_x4, BlockQ4_0);
+    pick_tile!(q4_1_x4, BlockQ4_1);
+    pick_tile!(q5_0_x4, BlockQ5_0);
+    pick_tile!(q8_0_x4, BlockQ8_0);
 }
 
 #[cfg(test)]

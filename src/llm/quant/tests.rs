@@ -117,11 +117,14 @@ fn check<W: WeightBlock + 'static>(
     }
 }
 
-fn with_simd<W: WeightBlock>(portable: DotFn<W>, simd: fn() -> DotFn<W>) -> Vec<DotFn<W>> {
+/// The portable kernel, then the one of every other path this CPU runs.
+fn with_simd<W: WeightBlock>(portable: DotFn<W>, simd: fn(Isa) -> DotFn<W>) -> Vec<DotFn<W>> {
     let mut v: Vec<DotFn<W>> = vec![portable];
-    let picked = simd();
-    if picked as usize != portable as usize {
-        v.push(picked);
+    for &isa in Isa::available() {
+        let picked = simd(isa);
+        if picked as usize != portable as usize {
+            v.push(picked);
+        }
     }
     v
 }
@@ -251,4 +254,69 @@ fn refuses_wrong_sizes() {
         QMatrix::new(QType::Q8_0, 1, 16, data),
         Err(QError::Shape { .. })
     ));
+}
+
+/// Run by `scripts/test-arm.sh` with the kernel set the emulated CPU must
+/// get (`neon` on a Cortex-A72, `neon-dotprod` on a Cortex-A76); without the
+/// variable it checks only that the fastest available set is chosen.
+#[test]
+fn dispatch_picks_the_cpus_kernels() {
+    let available = Isa::available();
+    assert_eq!(available[0], Isa::Portable);
+    if std::env::var_os("HEARTH_KERNELS").is_none() {
+        assert_eq!(Some(&Isa::selected()), available.last());
+    }
+    if let Ok(want) = std::env::var("HEARTH_EXPECT_KERNELS") {
+        assert_eq!(Isa::selected().name(), want, "available: {available:?}");
+    }
+}
+
+/// Every path's matrix product equals the portable one on every type the
+/// shipped models use, for a single row and for batches.
+#[test]
+fn every_path_matches_portable_matmul() {
+    let mut rng = Lcg(23);
+    for ty in QType::SHIPPED {
+        let f16s = ty.scale_offsets();
+        let (rows, cols) = (19, 512);
+        let n = rows * cols / ty.block_elems();
+        let bytes: Vec<u8> = match ty {
+            QType::Q4_0 => {
+                bytemuck::cast_slice(&random_blocks::<BlockQ4_0>(n, f16s, &mut rng)).to_vec()
+            }
+            QType::Q4_1 => {
+                bytemuck::cast_slice(&random_blocks::<BlockQ4_1>(n, f16s, &mut rng)).to_vec()
+            }
+            QType::Q5_0 => {
+                bytemuck::cast_slice(&random_blocks::<BlockQ5_0>(n, f16s, &mut rng)).to_vec()
+            }
+            QType::Q8_0 => {
+                bytemuck::cast_slice(&random_blocks::<BlockQ8_0>(n, f16s, &mut rng)).to_vec()
+            }
+            QType::Q4K => {
+                bytemuck::cast_slice(&random_blocks::<BlockQ4K>(n, f16s, &mut rng)).to_vec()
+            }
+            _ => bytemuck::cast_slice(&random_blocks::<BlockQ6K>(n, f16s, &mut rng)).to_vec(),
+        };
+        let m = QMatrix::new(ty, rows, cols, Bytes::copy_from(&bytes)).unwrap();
+        for batch in [1, 5, 9] {
+            let x: Vec<f32> = (0..batch * cols).map(|_| rng.unit()).collect();
+            let mut want = vec![0f32; batch * rows];
+            m.matmul_on(Isa::Portable, &x, batch, &mut want);
+            for &isa in Isa::available() {
+                let mut got = vec![0f32; batch * rows];
+                m.matmul_on(isa, &x, batch, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    // Paths may sum in another order (AVX2 Q6_K does).
+                    let tol = 1e-4 * w.abs().max(1.0);
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{} on {}: {g} vs portable {w} (batch {batch})",
+                        ty.name(),
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
 }

@@ -360,3 +360,102 @@ unsafe fn q6_k_avx2<const TILED: bool>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
     }
     if TILED { tiled } else { hsum_float_8(acc) }
 }
+
+/// Four activation rows against one weight row: each result equals the
+/// single-row kernel's bit for bit (its own accumulator, same order), but
+/// the weight block is loaded, unpacked and converted once for all four,
+/// and the four independent sums keep the multiply-add units busy.
+macro_rules! tile4 {
+    ($name:ident, $imp:ident, $w:ty, $a:ty) => {
+        pub fn $name(w: &[$w], a: [&[$a]; 4]) -> [f32; 4] {
+            debug_assert!(has_avx2());
+            for r in &a {
+                assert_eq!(r.len(), w.len(), "activation row length");
+            }
+            // SAFETY: as for the single-row kernels; lengths checked above.
+            unsafe { $imp(w, a) }
+        }
+    };
+}
+
+tile4!(q4_0_x4, q4_0_x4_avx2, BlockQ4_0, BlockQ8_0);
+tile4!(q4_1_x4, q4_1_x4_avx2, BlockQ4_1, BlockQ8_1);
+tile4!(q5_0_x4, q5_0_x4_avx2, BlockQ5_0, BlockQ8_0);
+tile4!(q8_0_x4, q8_0_x4_avx2, BlockQ8_0, BlockQ8_0);
+
+/// Signed weight bytes `qx` against four rows' blocks with scales
+/// `dx · d(y)`, as [`mul_sum_i8_pairs_float`] does for one row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn signed_x4(acc: &mut [__m256; 4], qx: __m256i, dx: f32, ys: [&BlockQ8_0; 4]) {
+    let ax = _mm256_sign_epi8(qx, qx);
+    for (acc, y) in acc.iter_mut().zip(ys) {
+        let d = _mm256_set1_ps(dx * h(y.d));
+        // SAFETY: each block holds 32 quants.
+        let qy = unsafe { load32(y.qs.as_ptr()) };
+        let sy = _mm256_sign_epi8(qy, qx);
+        *acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(ax, sy), *acc);
+    }
+}
+
+/// A four-row tile for a type whose blocks unpack to 32 signed bytes and
+/// one f16 scale `d` (`Q4_0`, `Q5_0`, `Q8_0`).
+macro_rules! signed_tile {
+    ($name:ident, $w:ty, |$x:ident| $unpack:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(w: &[$w], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (b, $x) in w.iter().enumerate() {
+                // SAFETY: whole blocks are read; `b` is inside every
+                // activation row (the wrapper checked the lengths).
+                unsafe {
+                    let qx = $unpack;
+                    let ys = a.map(|r| r.get_unchecked(b));
+                    signed_x4(&mut acc, qx, h($x.d), ys);
+                }
+            }
+            [
+                hsum_float_8(acc[0]),
+                hsum_float_8(acc[1]),
+                hsum_float_8(acc[2]),
+                hsum_float_8(acc[3]),
+            ]
+        }
+    };
+}
+
+signed_tile!(q4_0_x4_avx2, BlockQ4_0, |x| _mm256_sub_epi8(
+    bytes_from_nibbles_32(&x.qs),
+    _mm256_set1_epi8(8)
+));
+signed_tile!(q5_0_x4_avx2, BlockQ5_0, |x| _mm256_or_si256(
+    bytes_from_nibbles_32(&x.qs),
+    _mm256_andnot_si256(bytes_from_bits_32(&x.qh), _mm256_set1_epi8(0xF0u8 as i8))
+));
+signed_tile!(q8_0_x4_avx2, BlockQ8_0, |x| load32(x.qs.as_ptr()));
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_x4_avx2(w: &[BlockQ4_1], a: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summs = [0f32; 4];
+    for (b, x) in w.iter().enumerate() {
+        let (dx, mx) = (h(x.d), h(x.m));
+        // SAFETY: as in `signed_tile!`.
+        unsafe {
+            let qx = bytes_from_nibbles_32(&x.qs);
+            for i in 0..4 {
+                let y = a[i].get_unchecked(b);
+                summs[i] += mx * h(y.s);
+                let d = _mm256_set1_ps(dx * h(y.d));
+                let qy = load32(y.qs.as_ptr());
+                acc[i] = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(qx, qy), acc[i]);
+            }
+        }
+    }
+    [
+        hsum_float_8(acc[0]) + summs[0],
+        hsum_float_8(acc[1]) + summs[1],
+        hsum_float_8(acc[2]) + summs[2],
+        hsum_float_8(acc[3]) + summs[3],
+    ]
+}

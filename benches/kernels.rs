@@ -1,0 +1,123 @@
+//! `cargo bench --bench kernels`: the quantized kernels on their own, and
+//! the machine's memory read bandwidth, the ceiling decode runs against.
+//!
+//! For every weight type the shipped models use and every kernel set this
+//! CPU runs (`portable`, `avx2`, `neon`, `neon-dotprod`): a 4096 × 4096
+//! matrix (larger than the caches, so weights stream from memory) times one
+//! activation row (decode's matrix-vector product) and times 64 rows
+//! (prefill's matrix-matrix product). Reported as GB/s of weights read and
+//! GFLOP/s (2 · rows · cols · batch per product). Threads: all cores, or
+//! `RAYON_NUM_THREADS`.
+//!
+//! Bandwidth: a 1 GiB buffer summed as 64-bit words by 1 and by 2 threads
+//! of Hearth's pool, best of 5 passes.
+
+use std::time::{Duration, Instant};
+
+use hearth::llm::pool::Pool;
+use hearth::llm::quant::{Bytes, Isa, QMatrix, QType};
+
+const ROWS: usize = 4096;
+const COLS: usize = 4096;
+
+fn main() {
+    bandwidth();
+    println!();
+    println!(
+        "kernels: {ROWS} x {COLS}, {} compute threads",
+        hearth::process::compute_threads()
+    );
+    println!("| type | path         | batch |  µs/call |   GB/s | GFLOP/s |");
+    println!("| ---- | ------------ | ----: | -------: | -----: | ------: |");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for ty in QType::SHIPPED {
+        let m = random_matrix(ty, &mut seed);
+        for &isa in Isa::available() {
+            for batch in [1usize, 64] {
+                let x: Vec<f32> = (0..batch * COLS)
+                    .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+                    .collect();
+                let mut out = vec![0f32; batch * ROWS];
+                let t = time(|| m.matmul_on(isa, &x, batch, &mut out));
+                let secs = t.as_secs_f64();
+                println!(
+                    "| {:<4} | {:<12} | {batch:>5} | {:>8.1} | {:>6.2} | {:>7.1} |",
+                    ty.name(),
+                    isa.name(),
+                    secs * 1e6,
+                    m.size_in_bytes() as f64 / secs / 1e9,
+                    2.0 * (ROWS * COLS * batch) as f64 / secs / 1e9,
+                );
+            }
+        }
+    }
+}
+
+/// Best time of `f` over ~0.3 s after a warm-up call.
+fn time(mut f: impl FnMut()) -> Duration {
+    f();
+    let mut best = Duration::MAX;
+    let start = Instant::now();
+    let mut n = 0;
+    while n < 3 || (start.elapsed() < Duration::from_millis(300) && n < 200) {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed());
+        n += 1;
+    }
+    best
+}
+
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Random blocks whose f16 scales are small finite numbers.
+fn random_matrix(ty: QType, seed: &mut u64) -> QMatrix {
+    let bb = ty.block_bytes();
+    let n = ROWS * COLS / ty.block_elems();
+    let mut bytes = vec![0u8; n * bb];
+    for block in bytes.chunks_exact_mut(bb) {
+        for b in block.iter_mut() {
+            *b = next(seed) as u8;
+        }
+        for &o in ty.scale_offsets() {
+            let v = half::f16::from_f32((next(seed) % 1000) as f32 / 20_000.0);
+            block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+    QMatrix::new(ty, ROWS, COLS, Bytes::copy_from(&bytes)).expect("valid matrix")
+}
+
+/// Read bandwidth with 1 and 2 threads (see the module doc).
+fn bandwidth() {
+    let words: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64).collect();
+    println!(
+        "memory read bandwidth, {} MiB summed:",
+        (words.len() * 8) >> 20
+    );
+    for threads in [1usize, 2] {
+        let pool = Pool::new(threads);
+        let tasks = 64;
+        let per = words.len() / tasks;
+        let sums: Vec<std::sync::atomic::AtomicU64> = (0..tasks)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            pool.run(tasks, &|i| {
+                let s = words[i * per..(i + 1) * per]
+                    .iter()
+                    .fold(0u64, |a, &w| a.wrapping_add(w));
+                sums[i].store(s, std::sync::atomic::Ordering::Relaxed);
+            });
+            best = best.min(t.elapsed());
+        }
+        let gbs = (words.len() * 8) as f64 / best.as_secs_f64() / 1e9;
+        println!("  {threads} thread(s): {gbs:.1} GB/s");
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Proves the engine on ARM without a board: cross-compiles the kernel unit
+# tests and the llama.cpp reference tests to aarch64 and runs them under
+# qemu-user as two CPUs:
+#   cortex-a72  Raspberry Pi 4, ARMv8.0: must pick the `neon` kernels
+#               (no `sdot`: a kernel that used it would die with SIGILL)
+#   cortex-a76  Raspberry Pi 5, ARMv8.2: must pick `neon-dotprod`
+#
+# Needs: rustup's aarch64-unknown-linux-gnu target, Debian's
+# gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu and qemu-user
+# (`--install` installs them), and the models (scripts/setup.sh).
+#
+# Usage: scripts/test-arm.sh [--install] [--cpu NAME]...   (default: both)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=aarch64-unknown-linux-gnu
+cpus=()
+install=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --install) install=1 ;;
+        --cpu) cpus+=("$2"); shift ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "test-arm: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ ${#cpus[@]} -gt 0 ] || cpus=(cortex-a72 cortex-a76)
+
+if [ "$install" = 1 ]; then
+    apt-get install -y -q gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null
+    rustup target add "$TARGET"
+fi
+for tool in aarch64-linux-gnu-gcc aarch64-linux-gnu-g++ qemu-aarch64; do
+    command -v "$tool" >/dev/null || { echo "test-arm: $tool is missing (run with --install)" >&2; exit 2; }
+done
+rustup target list --installed 2>/dev/null | grep -qx "$TARGET" \
+    || { echo "test-arm: rust target $TARGET is missing (run with --install)" >&2; exit 2; }
+
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+
+echo "test-arm: building the tests for $TARGET"
+cargo test --target "$TARGET" --lib --test reference --no-run
+
+expect() {
+    case "$1" in
+        cortex-a72|cortex-a53|cortex-a57) echo neon ;;
+        *) echo neon-dotprod ;;
+    esac
+}
+
+for cpu in "${cpus[@]}"; do
+    echo "test-arm: $cpu, expecting the $(expect "$cpu") kernels"
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu"
+    HEARTH_EXPECT_KERNELS="$(expect "$cpu")" \
+        cargo test --target "$TARGET" --lib -- llm::
+    cargo test --target "$TARGET" --test reference
+done
+echo "test-arm: all passed"

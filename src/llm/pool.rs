@@ -1,0 +1,263 @@
+//! The compute thread pool the model's matrix products run on: one worker
+//! thread per compute core beyond the caller's own, which takes part too.
+//!
+//! A decode step is ~200 products of a few tens of microseconds each, so
+//! the hand-off must cost far less than that and must not sleep between
+//! products: a worker spins for a short while after each job ([`SPIN`])
+//! and only then parks, so an idle model burns no core, and a busy one
+//! never waits for a wake-up.
+//!
+//! Work is split into many small tasks taken from a shared counter, and the
+//! caller only waits for workers that actually joined a job: when another
+//! process takes a core, the thread that still runs takes the tasks the
+//! descheduled one would have, instead of everyone waiting for it (a
+//! fixed split made two threads slower than one under load).
+//!
+//! Must not know what the tasks compute.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a worker keeps looking for the next job before it parks.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// A job: called with task indices until none are left.
+type Job = dyn Fn(usize) + Sync;
+
+/// `state`: the job's epoch in the high bits, `CLOSED`, and the number of
+/// workers inside the job in the low bits.
+const CLOSED: u64 = 1 << 31;
+const ACTIVE: u64 = CLOSED - 1;
+
+struct Shared {
+    state: AtomicU64,
+    /// The current job; written only while no worker can join (closed).
+    job: UnsafeCell<Option<*const Job>>,
+    /// The next task index of the current job.
+    next: AtomicUsize,
+    tasks: AtomicUsize,
+    /// Workers asleep, and the condition they sleep on.
+    sleepers: Mutex<usize>,
+    wake: Condvar,
+}
+
+// SAFETY: `job` is written by the submitter only while the job is closed
+// and no worker is active (see `Pool::run`), and read by a worker only
+// after it joined the open job, which orders the read after the write.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+/// A pool of compute threads. One job runs at a time; [`Pool::run`]
+/// returns when every task has run.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: usize,
+    /// Serialises jobs (the model and the embedder share the cores).
+    submit: Mutex<()>,
+}
+
+impl Pool {
+    /// A pool using `threads` cores: the caller plus `threads - 1` workers.
+    pub fn new(threads: usize) -> Self {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            state: AtomicU64::new(CLOSED),
+            job: UnsafeCell::new(None),
+            next: AtomicUsize::new(0),
+            tasks: AtomicUsize::new(0),
+            sleepers: Mutex::new(0),
+            wake: Condvar::new(),
+        });
+        for i in 1..threads {
+            let s = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("hearth-compute-{i}"))
+                .spawn(move || worker(&s));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start a compute thread; running with fewer");
+            }
+        }
+        Self {
+            shared,
+            threads,
+            submit: Mutex::new(()),
+        }
+    }
+
+    /// The process-wide pool, sized by [`crate::process::compute_threads`]
+    /// at first use.
+    pub fn global() -> &'static Pool {
+        static POOL: OnceLock<Pool> = OnceLock::new();
+        POOL.get_or_init(|| Pool::new(crate::process::compute_threads()))
+    }
+
+    /// Threads that run a job, the caller included.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(0) .. f(tasks - 1)`, each exactly once, on the pool and the
+    /// calling thread; returns when all have run.
+    pub fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        if tasks == 0 {
+            return;
+        }
+        if self.threads == 1 || tasks == 1 {
+            (0..tasks).for_each(f);
+            return;
+        }
+        // A poisoned lock only means another job panicked; the pool's
+        // state is consistent between jobs.
+        let _one = self.submit.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &*self.shared;
+        // SAFETY: the job is closed and no worker is active (the previous
+        // `run` waited for that), so nobody reads `job` now. The lifetime
+        // is erased; the pointer is cleared before this function returns,
+        // and no worker uses it after leaving the job.
+        unsafe {
+            let ptr: *const Job = std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(f);
+            *s.job.get() = Some(ptr);
+        }
+        s.tasks.store(tasks, Ordering::Relaxed);
+        s.next.store(0, Ordering::Relaxed);
+        // Open the next epoch with no one inside.
+        let old = s.state.load(Ordering::Relaxed);
+        let epoch = (old >> 32).wrapping_add(1);
+        s.state.store(epoch << 32, Ordering::Release);
+        if *s.sleepers.lock().unwrap_or_else(|p| p.into_inner()) > 0 {
+            s.wake.notify_all();
+        }
+        take_tasks(s, f);
+        // Close: no worker joins from now on; wait for those inside.
+        let mut cur = s.state.fetch_or(CLOSED, Ordering::AcqRel) | CLOSED;
+        let start = Instant::now();
+        while cur & ACTIVE != 0 {
+            if start.elapsed() < SPIN {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            cur = s.state.load(Ordering::Acquire);
+        }
+        // SAFETY: closed with no worker inside (see above).
+        unsafe { *s.job.get() = None };
+    }
+}
+
+/// Takes and runs tasks of the current job until none are left.
+fn take_tasks(s: &Shared, f: &(dyn Fn(usize) + Sync + '_)) {
+    let tasks = s.tasks.load(Ordering::Relaxed);
+    loop {
+        let i = s.next.fetch_add(1, Ordering::Relaxed);
+        if i >= tasks {
+            break;
+        }
+        f(i);
+    }
+}
+
+fn worker(s: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        // Look for a new open job: spin, then sleep.
+        let start = Instant::now();
+        let state = loop {
+            let st = s.state.load(Ordering::Acquire);
+            if st >> 32 != seen && st & CLOSED == 0 {
+                break st;
+            }
+            if st >> 32 != seen {
+                // Missed a job that already closed: wait for the next one.
+                seen = st >> 32;
+            }
+            if start.elapsed() < SPIN {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut sleepers = s.sleepers.lock().unwrap_or_else(|p| p.into_inner());
+            *sleepers += 1;
+            // Re-check under the lock: `run` takes it before notifying.
+            while s.state.load(Ordering::Acquire) >> 32 == seen {
+                sleepers = s.wake.wait(sleepers).unwrap_or_else(|p| p.into_inner());
+            }
+            *sleepers -= 1;
+            drop(sleepers);
+        };
+        seen = state >> 32;
+        // Join, unless it closed meanwhile.
+        let mut cur = state;
+        let joined = loop {
+            if cur >> 32 != seen || cur & CLOSED != 0 {
+                break false;
+            }
+            match s
+                .state
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break true,
+                Err(now) => cur = now,
+            }
+        };
+        if !joined {
+            continue;
+        }
+        // SAFETY: joined the open job, so `job` holds its closure until
+        // this worker leaves (the submitter waits for that).
+        if let Some(job) = unsafe { *s.job.get() } {
+            // SAFETY: the closure outlives the job (see `Pool::run`).
+            take_tasks(s, unsafe { &*job });
+        }
+        s.state.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn every_task_runs_exactly_once() {
+        for threads in [1, 2, 3] {
+            let pool = Pool::new(threads);
+            for tasks in [0, 1, 2, 7, 100, 1000] {
+                let hits: Vec<AtomicU32> = (0..tasks).map(|_| AtomicU32::new(0)).collect();
+                pool.run(tasks, &|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn many_jobs_in_a_row_and_after_sleeping() {
+        let pool = Pool::new(2);
+        let sum = AtomicUsize::new(0);
+        for round in 0..2000 {
+            pool.run(8, &|i| {
+                sum.fetch_add(i, Ordering::Relaxed);
+            });
+            if round % 500 == 0 {
+                // Let the worker park, then wake it.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        assert_eq!(sum.load(Ordering::Relaxed), 2000 * 28);
+    }
+
+    #[test]
+    fn workers_take_part() {
+        let pool = Pool::new(2);
+        let ids = Mutex::new(std::collections::HashSet::new());
+        for _ in 0..200 {
+            pool.run(64, &|_| {
+                std::thread::sleep(Duration::from_micros(20));
+                ids.lock().unwrap().insert(std::thread::current().id());
+            });
+        }
+        assert_eq!(ids.lock().unwrap().len(), 2);
+    }
+}

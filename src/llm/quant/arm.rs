@@ -1,0 +1,355 @@
+//! aarch64 NEON dot products for the block types the shipped models use.
+//!
+//! The integer work (unpacking and multiplying the 8-bit values) is NEON;
+//! the float accumulation is done in exactly the portable kernels' order
+//! ([`super::dot`]), so every result here is bit-identical to the portable
+//! one and the model's output does not depend on the board.
+//!
+//! Two sets: the functions at the top level use only ARMv8.0 NEON
+//! (`smull`/`sadalp`: Raspberry Pi 3 and 4, Cortex-A53/A72); [`dotprod`]
+//! uses ARMv8.2's `sdot` (Pi 5, Cortex-A76) and is handed out only when
+//! `is_aarch64_feature_detected!("dotprod")` says so. `sdot` is emitted by
+//! inline assembly because its intrinsic is not stable Rust yet.
+
+use std::arch::aarch64::*;
+
+use super::formats::*;
+
+/// Sixteen signed bytes times sixteen, added into four 32-bit lanes.
+trait DotI8 {
+    /// # Safety
+    /// The CPU must have the instructions the implementation uses.
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+}
+
+/// ARMv8.0: widening multiplies, pairwise adds.
+struct Mull;
+
+impl DotI8 for Mull {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe {
+            let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+            let hi = vmull_high_s8(a, b);
+            vpadalq_s16(vpadalq_s16(acc, lo), hi)
+        }
+    }
+}
+
+/// ARMv8.2 `sdot`.
+struct Sdot;
+
+impl DotI8 for Sdot {
+    #[inline(always)]
+    unsafe fn dot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: only reached from functions compiled with `dotprod`,
+        // which are handed out only when the CPU has it.
+        unsafe {
+            std::arch::asm!(
+                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                acc = inout(vreg) acc,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+}
+
+/// Loads 16 bytes.
+#[inline(always)]
+unsafe fn load_u8(p: &[u8]) -> uint8x16_t {
+    debug_assert!(p.len() >= 16);
+    // SAFETY: the caller's slice has at least 16 bytes.
+    unsafe { vld1q_u8(p.as_ptr()) }
+}
+
+#[inline(always)]
+unsafe fn load_i8(p: &[i8]) -> int8x16_t {
+    debug_assert!(p.len() >= 16);
+    // SAFETY: as above.
+    unsafe { vld1q_s8(p.as_ptr()) }
+}
+
+/// The low and high nibbles of 16 bytes, as signed bytes.
+#[inline(always)]
+unsafe fn nibbles(v: uint8x16_t) -> (int8x16_t, int8x16_t) {
+    // SAFETY: NEON baseline.
+    unsafe {
+        let lo = vandq_u8(v, vdupq_n_u8(0x0F));
+        let hi = vshrq_n_u8::<4>(v);
+        (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi))
+    }
+}
+
+#[inline(always)]
+unsafe fn q4_0_with<D: DotI8>(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0f32;
+    for (x, y) in w.iter().zip(a) {
+        // SAFETY: 16-byte loads from 16- and 32-byte arrays; the caller
+        // guarantees the instructions `D` uses.
+        let sumi = unsafe {
+            let (lo, hi) = nibbles(load_u8(&x.qs));
+            let eight = vdupq_n_s8(8);
+            let lo = vsubq_s8(lo, eight);
+            let hi = vsubq_s8(hi, eight);
+            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(&y.qs[..16]));
+            vaddvq_s32(D::dot(acc, hi, load_i8(&y.qs[16..])))
+        };
+        sumf += sumi as f32 * (h2f(x.d) * h2f(y.d));
+    }
+    sumf
+}
+
+#[inline(always)]
+unsafe fn q4_1_with<D: DotI8>(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
+    let mut sumf = 0f32;
+    for (x, y) in w.iter().zip(a) {
+        // SAFETY: as in `q4_0_with`.
+        let sumi = unsafe {
+            let (lo, hi) = nibbles(load_u8(&x.qs));
+            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(&y.qs[..16]));
+            vaddvq_s32(D::dot(acc, hi, load_i8(&y.qs[16..])))
+        };
+        sumf += (h2f(x.d) * h2f(y.d)) * sumi as f32 + h2f(x.m) * h2f(y.s);
+    }
+    sumf
+}
+
+/// 0x10 in each of 16 bytes whose bit is set in `lo` (bytes 0..8) and
+/// `hi` (bytes 8..16).
+#[inline(always)]
+unsafe fn fifth_bits(lo: u8, hi: u8) -> uint8x16_t {
+    const BITS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    // SAFETY: NEON baseline; `BITS` has 16 bytes.
+    unsafe {
+        let v = vcombine_u8(vdup_n_u8(lo), vdup_n_u8(hi));
+        let set = vtstq_u8(v, vld1q_u8(BITS.as_ptr()));
+        vandq_u8(set, vdupq_n_u8(0x10))
+    }
+}
+
+#[inline(always)]
+unsafe fn q5_0_with<D: DotI8>(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0f32;
+    for (x, y) in w.iter().zip(a) {
+        // SAFETY: as in `q4_0_with`.
+        let sumi = unsafe {
+            let v = load_u8(&x.qs);
+            let lo = vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0F)), fifth_bits(x.qh[0], x.qh[1]));
+            let hi = vorrq_u8(vshrq_n_u8::<4>(v), fifth_bits(x.qh[2], x.qh[3]));
+            let sixteen = vdupq_n_s8(16);
+            let lo = vsubq_s8(vreinterpretq_s8_u8(lo), sixteen);
+            let hi = vsubq_s8(vreinterpretq_s8_u8(hi), sixteen);
+            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(&y.qs[..16]));
+            vaddvq_s32(D::dot(acc, hi, load_i8(&y.qs[16..])))
+        };
+        sumf += (h2f(x.d) * h2f(y.d)) * sumi as f32;
+    }
+    sumf
+}
+
+#[inline(always)]
+unsafe fn q8_0_with<D: DotI8>(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0f32;
+    for (x, y) in w.iter().zip(a) {
+        // SAFETY: as in `q4_0_with`.
+        let sumi = unsafe {
+            let acc = D::dot(vdupq_n_s32(0), load_i8(&x.qs[..16]), load_i8(&y.qs[..16]));
+            vaddvq_s32(D::dot(acc, load_i8(&x.qs[16..]), load_i8(&y.qs[16..])))
+        };
+        sumf += sumi as f32 * (h2f(x.d) * h2f(y.d));
+    }
+    sumf
+}
+
+/// `Q4_K` in the order of [`super::dot::q4_k_with`] (`PER64`: its
+/// `Per64` rounding, otherwise `PerSuperBlock`).
+#[inline(always)]
+unsafe fn q4_k_with<D: DotI8, const PER64: bool>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+    use super::dot::Q4kRounding;
+    let rounding = if PER64 {
+        Q4kRounding::Per64
+    } else {
+        Q4kRounding::PerSuperBlock
+    };
+    super::dot::q4_k_by(w, a, rounding, |q4, q8| {
+        // SAFETY: 16-byte loads inside the 32- and 64-byte slices; the
+        // caller guarantees the instructions `D` uses.
+        unsafe {
+            let (l0, h0) = nibbles(load_u8(&q4[..16]));
+            let (l1, h1) = nibbles(load_u8(&q4[16..]));
+            let lo = D::dot(vdupq_n_s32(0), l0, load_i8(&q8[..16]));
+            let lo = D::dot(lo, l1, load_i8(&q8[16..32]));
+            let hi = D::dot(vdupq_n_s32(0), h0, load_i8(&q8[32..48]));
+            let hi = D::dot(hi, h1, load_i8(&q8[48..]));
+            (vaddvq_s32(lo), vaddvq_s32(hi))
+        }
+    })
+}
+
+/// The 128 signed 6-bit values of half a `Q6_K` block, as eight vectors of
+/// sixteen in value order.
+#[inline(always)]
+unsafe fn q6_k_half(ql: &[u8], qh: &[u8]) -> [int8x16_t; 8] {
+    // SAFETY: `ql` has 64 bytes, `qh` 32; NEON baseline.
+    unsafe {
+        let m4 = vdupq_n_u8(0x0F);
+        let m2 = vdupq_n_u8(0x03);
+        let l: [uint8x16_t; 4] = std::array::from_fn(|i| load_u8(&ql[16 * i..]));
+        let h: [uint8x16_t; 2] = std::array::from_fn(|i| load_u8(&qh[16 * i..]));
+        let high = |v: uint8x16_t, shift: i32| -> uint8x16_t {
+            let s = match shift {
+                0 => v,
+                2 => vshrq_n_u8::<2>(v),
+                4 => vshrq_n_u8::<4>(v),
+                _ => vshrq_n_u8::<6>(v),
+            };
+            vshlq_n_u8::<4>(vandq_u8(s, m2))
+        };
+        let v = |q: uint8x16_t, hb: uint8x16_t| {
+            vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(q, hb)), vdupq_n_s8(32))
+        };
+        [
+            v(vandq_u8(l[0], m4), high(h[0], 0)),
+            v(vandq_u8(l[1], m4), high(h[1], 0)),
+            v(vandq_u8(l[2], m4), high(h[0], 2)),
+            v(vandq_u8(l[3], m4), high(h[1], 2)),
+            v(vshrq_n_u8::<4>(l[0]), high(h[0], 4)),
+            v(vshrq_n_u8::<4>(l[1]), high(h[1], 4)),
+            v(vshrq_n_u8::<4>(l[2]), high(h[0], 6)),
+            v(vshrq_n_u8::<4>(l[3]), high(h[1], 6)),
+        ]
+    }
+}
+
+/// `Q6_K` in the order of [`super::dot::q6_k`]: eight lanes, lane `l`
+/// holding the scaled products at positions `≡ l (mod 8)` of a block. Only
+/// widening multiplies keep that lane split, so this has no `sdot` form.
+#[inline(always)]
+unsafe fn q6_k_lanes(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+    let mut sums = [0f32; 8];
+    for (x, y) in w.iter().zip(a) {
+        // SAFETY: slices of the block's fixed-size arrays; NEON baseline.
+        let aux32 = unsafe {
+            let mut lo = vdupq_n_s32(0);
+            let mut hi = vdupq_n_s32(0);
+            for n in 0..QK_K / 128 {
+                let vals = q6_k_half(&x.ql[64 * n..], &x.qh[32 * n..]);
+                for (k, v) in vals.iter().enumerate() {
+                    let g = 8 * n + k;
+                    let q8 = load_i8(&y.qs[16 * g..]);
+                    // Two chunks of eight land on the same eight lanes.
+                    let p = vaddq_s16(
+                        vmull_s8(vget_low_s8(*v), vget_low_s8(q8)),
+                        vmull_high_s8(*v, q8),
+                    );
+                    let sc = vdup_n_s16(x.scales[g] as i16);
+                    lo = vmlal_s16(lo, vget_low_s16(p), sc);
+                    hi = vmlal_high_s16(hi, p, vcombine_s16(sc, sc));
+                }
+            }
+            let mut out = [0i32; 8];
+            vst1q_s32(out.as_mut_ptr(), lo);
+            vst1q_s32(out[4..].as_mut_ptr(), hi);
+            out
+        };
+        let d = h2f(x.d) * y.d;
+        for l in 0..8 {
+            sums[l] += d * aux32[l] as f32;
+        }
+    }
+    sums.iter().sum()
+}
+
+/// `Q6_K` in the order of [`super::dot::q6_k_batched`].
+#[inline(always)]
+unsafe fn q6_k_batched_with<D: DotI8>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (x, y) in w.iter().zip(a) {
+        // SAFETY: as in `q6_k_lanes`.
+        let s1 = unsafe {
+            let mut s = 0i32;
+            for n in 0..QK_K / 128 {
+                let vals = q6_k_half(&x.ql[64 * n..], &x.qh[32 * n..]);
+                for (k, v) in vals.iter().enumerate() {
+                    let g = 8 * n + k;
+                    let p = D::dot(vdupq_n_s32(0), *v, load_i8(&y.qs[16 * g..]));
+                    s += x.scales[g] as i32 * vaddvq_s32(p);
+                }
+            }
+            s
+        };
+        acc = (h2f(x.d) * s1 as f32).mul_add(y.d, acc);
+    }
+    acc
+}
+
+macro_rules! baseline {
+    ($name:ident, $body:expr, $w:ty, $a:ty) => {
+        pub fn $name(w: &[$w], a: &[$a]) -> f32 {
+            // SAFETY: NEON is part of the aarch64 baseline.
+            unsafe { $body(w, a) }
+        }
+    };
+}
+
+baseline!(q4_0, q4_0_with::<Mull>, BlockQ4_0, BlockQ8_0);
+baseline!(q4_1, q4_1_with::<Mull>, BlockQ4_1, BlockQ8_1);
+baseline!(q5_0, q5_0_with::<Mull>, BlockQ5_0, BlockQ8_0);
+baseline!(q8_0, q8_0_with::<Mull>, BlockQ8_0, BlockQ8_0);
+baseline!(q4_k, q4_k_with::<Mull, false>, BlockQ4K, BlockQ8K);
+baseline!(q4_k_batched, q4_k_with::<Mull, true>, BlockQ4K, BlockQ8K);
+baseline!(q6_k, q6_k_lanes, BlockQ6K, BlockQ8K);
+baseline!(q6_k_batched, q6_k_batched_with::<Mull>, BlockQ6K, BlockQ8K);
+
+/// The same kernels with `sdot` (ARMv8.2 dotprod).
+pub mod dotprod {
+    use super::*;
+
+    macro_rules! with_sdot {
+        ($name:ident, $inner:ident, $body:expr, $w:ty, $a:ty) => {
+            #[target_feature(enable = "dotprod")]
+            unsafe fn $inner(w: &[$w], a: &[$a]) -> f32 {
+                // SAFETY: compiled with `dotprod`, which `Sdot` needs.
+                unsafe { $body(w, a) }
+            }
+
+            pub fn $name(w: &[$w], a: &[$a]) -> f32 {
+                debug_assert!(std::arch::is_aarch64_feature_detected!("dotprod"));
+                // SAFETY: `Isa::available` lists the dotprod set (the only
+                // way to these functions) only when the CPU has it.
+                unsafe { $inner(w, a) }
+            }
+        };
+    }
+
+    with_sdot!(q4_0, q4_0_sdot, q4_0_with::<Sdot>, BlockQ4_0, BlockQ8_0);
+    with_sdot!(q4_1, q4_1_sdot, q4_1_with::<Sdot>, BlockQ4_1, BlockQ8_1);
+    with_sdot!(q5_0, q5_0_sdot, q5_0_with::<Sdot>, BlockQ5_0, BlockQ8_0);
+    with_sdot!(q8_0, q8_0_sdot, q8_0_with::<Sdot>, BlockQ8_0, BlockQ8_0);
+    with_sdot!(
+        q4_k,
+        q4_k_sdot,
+        q4_k_with::<Sdot, false>,
+        BlockQ4K,
+        BlockQ8K
+    );
+    with_sdot!(
+        q4_k_batched,
+        q4_k_b_sdot,
+        q4_k_with::<Sdot, true>,
+        BlockQ4K,
+        BlockQ8K
+    );
+    with_sdot!(q6_k, q6_k_sdot, q6_k_lanes, BlockQ6K, BlockQ8K);
+    with_sdot!(
+        q6_k_batched,
+        q6_k_b_sdot,
+        q6_k_batched_with::<Sdot>,
+        BlockQ6K,
+        BlockQ8K
+    );
+}
