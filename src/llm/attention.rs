@@ -47,22 +47,37 @@ impl Shape {
 /// Attention for `seq` queries at positions `pos..pos+seq` whose keys and
 /// values are already in `kv` (positions `0..pos+seq`). `q` is token-major,
 /// `[seq][n_head][head_dim]`, and so is the result.
-pub fn attend(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape) -> Result<Vec<f32>> {
+/// The result is written to `out` (same shape as `q`); decode allocates
+/// nothing.
+pub fn attend(
+    q: &[f32],
+    seq: usize,
+    pos: usize,
+    kv: &LayerView,
+    s: &Shape,
+    out: &mut [f32],
+) -> Result<()> {
     debug_assert_eq!(q.len(), s.n_head * seq * s.head_dim);
+    debug_assert_eq!(out.len(), q.len());
     if seq >= TILE_QUERIES {
-        attend_tiled(q, seq, pos, kv, s)
+        out.copy_from_slice(&attend_tiled(q, seq, pos, kv, s)?);
     } else {
-        Ok(attend_rows(q, seq, pos, kv, s))
+        attend_rows(q, seq, pos, kv, s, out);
     }
+    Ok(())
 }
 
+/// Largest head dimension the row path keeps on the stack.
+const MAX_HEAD_DIM: usize = 512;
+
 /// One query row at a time with an f16 accumulator (see the module doc).
-fn attend_rows(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape) -> Vec<f32> {
+fn attend_rows(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape, out: &mut [f32]) {
     let hd = s.head_dim;
+    assert!(hd <= MAX_HEAD_DIM, "head dimension {hd} > {MAX_HEAD_DIM}");
     let n_rep = s.n_head / s.n_kv_head;
-    let mut out = vec![0f32; seq * s.n_head * hd];
-    let mut q16 = vec![f16::ZERO; hd];
-    let mut acc = vec![f16::ZERO; hd];
+    let mut q16 = [f16::ZERO; MAX_HEAD_DIM];
+    let mut acc = [f16::ZERO; MAX_HEAD_DIM];
+    let (q16, acc) = (&mut q16[..hd], &mut acc[..hd]);
     for h in 0..s.n_head {
         let kvh = h / n_rep;
         for t in 0..seq {
@@ -78,7 +93,7 @@ fn attend_rows(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape) -> 
             let mut sum = 0f32;
             let mut max = f32::NEG_INFINITY;
             for (krow, vrow) in keys.chunks_exact(hd).zip(values.chunks_exact(hd)) {
-                let score = dot_f16(&q16, krow) * s.scale;
+                let score = dot_f16(q16, krow) * s.scale;
                 let mut ms = 1f32;
                 let mut vs = 1f32;
                 if score > max {
@@ -98,12 +113,11 @@ fn attend_rows(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape) -> 
             }
             let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
             let o = &mut out[(t * s.n_head + h) * hd..(t * s.n_head + h + 1) * hd];
-            for (d, a) in o.iter_mut().zip(&acc) {
+            for (d, a) in o.iter_mut().zip(acc.iter()) {
                 *d = a.to_f32() * inv;
             }
         }
     }
-    out
 }
 
 /// f16·f16 summed in f32, in the order of ggml's AVX2 `ggml_vec_dot_f16`:
@@ -289,7 +303,8 @@ mod tests {
                 let mut cache = KvCache::new(1, s.n_kv_head, s.head_dim, 128);
                 cache.write(0, &k, &v, seq).unwrap();
                 cache.advance(seq);
-                let got = attend(&q, seq, 0, &cache.layer(0), &s).unwrap();
+                let mut got = vec![f32::NAN; q.len()];
+                attend(&q, seq, 0, &cache.layer(0), &s, &mut got).unwrap();
                 let want = reference(&q, &k, &v, seq, &s);
                 let worst = got
                     .iter()

@@ -13,6 +13,46 @@ use super::kv::{KvCache, KvError};
 use super::ops::{self, Rope, RopeStyle};
 use super::quant::QMatrix;
 
+/// The activations of one forward pass, kept per thread and only grown, so
+/// the decode loop allocates nothing but the logits it returns.
+#[derive(Default)]
+struct Workspace {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl Workspace {
+    /// Sizes every buffer for `seq` tokens of `hp` (contents unspecified).
+    fn size(&mut self, seq: usize, hp: &Hparams) {
+        let q = hp.n_head * hp.head_dim;
+        let kv = hp.n_kv_head * hp.head_dim;
+        for (buf, width) in [
+            (&mut self.x, hp.n_embd),
+            (&mut self.h, hp.n_embd),
+            (&mut self.gate, hp.n_ff),
+            (&mut self.up, hp.n_ff),
+            (&mut self.q, q),
+            (&mut self.k, kv),
+            (&mut self.v, kv),
+            (&mut self.att, q),
+            (&mut self.out, hp.n_embd),
+        ] {
+            buf.resize(seq * width, 0.0);
+        }
+    }
+}
+
+thread_local! {
+    static WORKSPACE: std::cell::RefCell<Workspace> = std::cell::RefCell::default();
+}
+
 /// Tokens per forward during prefill (llama.cpp's default micro-batch);
 /// bounds activation memory.
 pub const PREFILL_CHUNK: usize = 512;
@@ -363,43 +403,107 @@ impl Model {
         cache: &mut KvCache,
         logits: Option<Logits>,
     ) -> Result<Option<Vec<f32>>, ForwardError> {
+        WORKSPACE.with(|w| {
+            let mut w = w.borrow_mut();
+            self.forward_in(tokens, cache, logits, &mut w)
+        })
+    }
+
+    fn forward_in(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        logits: Option<Logits>,
+        w: &mut Workspace,
+    ) -> Result<Option<Vec<f32>>, ForwardError> {
         let hp = &self.hp;
         let (seq, e) = (tokens.len(), hp.n_embd);
         let pos = cache.len();
+        let hd = hp.head_dim;
+        w.size(seq, hp);
+        let Workspace {
+            x,
+            h,
+            gate,
+            up,
+            q,
+            k,
+            v,
+            att,
+            out,
+        } = w;
         // Only the looked-up rows of the embedding table are widened.
-        let mut x = vec![0f32; seq * e];
         for (&t, row) in tokens.iter().zip(x.chunks_exact_mut(e)) {
             self.tok_embd.dequantize_row(t as usize, row);
             if let Some(s) = hp.embed_scale {
                 row.iter_mut().for_each(|v| *v *= s);
             }
         }
-        let mut h = vec![0f32; seq * e];
-        let mut gate = vec![0f32; seq * hp.n_ff];
-        let mut up = vec![0f32; seq * hp.n_ff];
         for (il, layer) in self.layers.iter().enumerate() {
-            ops::rms_norm(&x, &layer.attn_norm, hp.eps, &mut h);
-            let mut a = self.attention(il, layer, &h, pos, cache)?;
-            if let Some(w) = &layer.post_attn_norm {
-                ops::rms_norm_inplace(&mut a, w, hp.eps);
+            ops::rms_norm(x, &layer.attn_norm, hp.eps, h);
+            // Self-attention: fused Q/K/V, RoPE, cache, attention, output.
+            QMatrix::matmul_many(
+                &[&layer.wq, &layer.wk, &layer.wv],
+                h,
+                seq,
+                &mut [&mut q[..], &mut k[..], &mut v[..]],
+            );
+            if let Some(wn) = &layer.q_norm {
+                ops::rms_norm_inplace(q, wn, hp.eps);
             }
-            ops::add(&mut x, &a);
-            ops::rms_norm(&x, &layer.ffn_norm, hp.eps, &mut h);
+            if let Some(wn) = &layer.k_norm {
+                ops::rms_norm_inplace(k, wn, hp.eps);
+            }
+            let rope = match (&self.rope_local, layer.local_rope) {
+                (Some(r), true) => r,
+                _ => &self.rope_global,
+            };
+            for t in 0..seq {
+                rope.apply(
+                    &mut q[t * hp.n_head * hd..(t + 1) * hp.n_head * hd],
+                    pos + t,
+                    hp.rope_style,
+                );
+                rope.apply(
+                    &mut k[t * hp.n_kv_head * hd..(t + 1) * hp.n_kv_head * hd],
+                    pos + t,
+                    hp.rope_style,
+                );
+            }
+            if let Some(s) = hp.query_scale {
+                q.iter_mut().for_each(|x| *x *= s);
+            }
+            cache.write(il, k, v, seq)?;
+            let shape = attention::Shape {
+                n_head: hp.n_head,
+                n_kv_head: hp.n_kv_head,
+                head_dim: hd,
+                scale: hp.score_scale,
+                window: layer.window,
+            };
+            attention::attend(q, seq, pos, &cache.layer(il), &shape, att)?;
+            layer.wo.matmul(att, seq, out);
+            if let Some(wn) = &layer.post_attn_norm {
+                ops::rms_norm_inplace(out, wn, hp.eps);
+            }
+            ops::add(x, out);
+            // Feed-forward: fused gate/up.
+            ops::rms_norm(x, &layer.ffn_norm, hp.eps, h);
             QMatrix::matmul_many(
                 &[&layer.w_gate, &layer.w_up],
-                &h,
+                h,
                 seq,
-                &mut [&mut gate, &mut up],
+                &mut [&mut gate[..], &mut up[..]],
             );
             match hp.activation {
-                Activation::Silu => ops::swiglu(&mut gate, &up),
-                Activation::GeluTanh => ops::geglu(&mut gate, &up),
+                Activation::Silu => ops::swiglu(gate, up),
+                Activation::GeluTanh => ops::geglu(gate, up),
             }
-            layer.w_down.matmul(&gate, seq, &mut h);
-            if let Some(w) = &layer.post_ffn_norm {
-                ops::rms_norm_inplace(&mut h, w, hp.eps);
+            layer.w_down.matmul(gate, seq, h);
+            if let Some(wn) = &layer.post_ffn_norm {
+                ops::rms_norm_inplace(h, wn, hp.eps);
             }
-            ops::add(&mut x, &h);
+            ops::add(x, h);
         }
         cache.advance(seq);
         let Some(which) = logits else {
@@ -410,72 +514,11 @@ impl Model {
             Logits::All => &x[..],
         };
         let m = rows.len() / e;
-        let mut normed = vec![0f32; rows.len()];
-        ops::rms_norm(rows, &self.output_norm, hp.eps, &mut normed);
-        let mut out = vec![0f32; m * hp.vocab_size];
-        self.output.matmul(&normed, m, &mut out);
-        Ok(Some(out))
-    }
-
-    /// Self-attention of `h` (`[seq, n_embd]`) at positions `pos..`, with
-    /// the keys and values appended to `cache`. Returns `[seq, n_embd]`.
-    fn attention(
-        &self,
-        il: usize,
-        layer: &Layer,
-        h: &[f32],
-        pos: usize,
-        cache: &mut KvCache,
-    ) -> Result<Vec<f32>, ForwardError> {
-        let hp = &self.hp;
-        let seq = h.len() / hp.n_embd;
-        let hd = hp.head_dim;
-        let mut q = vec![0f32; seq * hp.n_head * hd];
-        let mut k = vec![0f32; seq * hp.n_kv_head * hd];
-        let mut v = vec![0f32; seq * hp.n_kv_head * hd];
-        QMatrix::matmul_many(
-            &[&layer.wq, &layer.wk, &layer.wv],
-            h,
-            seq,
-            &mut [&mut q, &mut k, &mut v],
-        );
-        if let Some(w) = &layer.q_norm {
-            ops::rms_norm_inplace(&mut q, w, hp.eps);
-        }
-        if let Some(w) = &layer.k_norm {
-            ops::rms_norm_inplace(&mut k, w, hp.eps);
-        }
-        let rope = match (&self.rope_local, layer.local_rope) {
-            (Some(r), true) => r,
-            _ => &self.rope_global,
-        };
-        for t in 0..seq {
-            rope.apply(
-                &mut q[t * hp.n_head * hd..(t + 1) * hp.n_head * hd],
-                pos + t,
-                hp.rope_style,
-            );
-            rope.apply(
-                &mut k[t * hp.n_kv_head * hd..(t + 1) * hp.n_kv_head * hd],
-                pos + t,
-                hp.rope_style,
-            );
-        }
-        if let Some(s) = hp.query_scale {
-            q.iter_mut().for_each(|x| *x *= s);
-        }
-        cache.write(il, &k, &v, seq)?;
-        let shape = attention::Shape {
-            n_head: hp.n_head,
-            n_kv_head: hp.n_kv_head,
-            head_dim: hd,
-            scale: hp.score_scale,
-            window: layer.window,
-        };
-        let att = attention::attend(&q, seq, pos, &cache.layer(il), &shape)?;
-        let mut out = vec![0f32; seq * hp.n_embd];
-        layer.wo.matmul(&att, seq, &mut out);
-        Ok(out)
+        let normed = &mut h[..rows.len()];
+        ops::rms_norm(rows, &self.output_norm, hp.eps, normed);
+        let mut logits = vec![0f32; m * hp.vocab_size];
+        self.output.matmul(normed, m, &mut logits);
+        Ok(Some(logits))
     }
 
     /// Bytes of weights the model reads (memory-mapped from the file).

@@ -392,14 +392,14 @@ impl QMatrix {
             QType::Q4K => job.run_split::<BlockQ4K>(
                 kernels::q4_k(isa),
                 kernels::q4_k_batched(isa),
-                None,
+                kernels::q4_k_x4(isa),
                 Batching::GroupsOf4,
             ),
             QType::Q5K => job.run::<BlockQ5K>(dot::q5_k, None),
             QType::Q6K => job.run_split::<BlockQ6K>(
                 kernels::q6_k(isa),
                 kernels::q6_k_batched(isa),
-                None,
+                kernels::q6_k_x4(isa),
                 Batching::AtLeast8,
             ),
         }
@@ -729,6 +729,8 @@ mod kernels {
     pick_tile!(q4_1_x4, BlockQ4_1);
     pick_tile!(q5_0_x4, BlockQ5_0);
     pick_tile!(q8_0_x4, BlockQ8_0);
+    pick_tile!(q4_k_x4, BlockQ4K);
+    pick_tile!(q6_k_x4, BlockQ6K);
 }
 
 #[cfg(test)]

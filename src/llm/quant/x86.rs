@@ -192,85 +192,144 @@ fn hsum_i32_8(x: __m256i) -> i32 {
     ))
 }
 
-/// `Q4_K` with the numerics of llama.cpp's repacked path (see
-/// [`super::dot::Q4kRounding`]; `PER_64` selects its batched rounding).
+/// The weight side of a `Q4_K` block, unpacked once however many
+/// activation rows it meets: the eight mins (as i16), and per 64-value group
+/// its two scales (broadcast to 16-bit pairs) and its low and high nibbles.
+struct Q4kWeights {
+    mins: __m128i,
+    groups: [[__m256i; 4]; 4],
+}
+
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_avx2<const PER_64: bool>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+fn q4_k_weights(x: &BlockQ4K) -> Q4kWeights {
     const KMASK1: u32 = 0x3f3f_3f3f;
     const KMASK2: u32 = 0x0f0f_0f0f;
     const KMASK3: u32 = 0x0303_0303;
     let m4 = _mm256_set1_epi8(0xF);
+    let s = &x.scales;
+    let mut utmp = [
+        u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        u32::from_le_bytes([s[4], s[5], s[6], s[7]]),
+        u32::from_le_bytes([s[8], s[9], s[10], s[11]]),
+        0,
+    ];
+    utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
+    let uaux = utmp[1] & KMASK1;
+    utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= KMASK1;
+    let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
+        utmp[3] as i32,
+        utmp[2] as i32,
+        utmp[1] as i32,
+        utmp[0] as i32,
+    ));
+    let sc128 = _mm256_extracti128_si256::<0>(mins_and_scales);
+    let scales = _mm256_set_m128i(sc128, sc128);
+    let groups = std::array::from_fn(|j| {
+        // SAFETY: 32-byte table rows; offsets inside the 128 packed quants.
+        let (scale_l, scale_h, q4bits) = unsafe {
+            (
+                _mm256_shuffle_epi8(scales, load32(SHUFFLE_K4[2 * j].as_ptr() as *const i8)),
+                _mm256_shuffle_epi8(scales, load32(SHUFFLE_K4[2 * j + 1].as_ptr() as *const i8)),
+                load32(x.qs.as_ptr().add(32 * j) as *const i8),
+            )
+        };
+        let q4l = _mm256_and_si256(q4bits, m4);
+        let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
+        [scale_l, scale_h, q4l, q4h]
+    });
+    Q4kWeights {
+        mins: _mm256_extracti128_si256::<1>(mins_and_scales),
+        groups,
+    }
+}
+
+/// One activation block against unpacked `Q4_K` weights: per 64-value
+/// group, its mins term and its scaled products (eight i32 lanes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_parts(wk: &Q4kWeights, y: &BlockQ8K) -> ([i32; 4], [__m256i; 4]) {
+    // SAFETY: 16 bsums are 32 bytes.
+    let q8sums = unsafe { load32(y.bsums.as_ptr() as *const i8) };
+    // Sums of the eight 32-value sub-blocks, times their mins: lane k
+    // holds sub-blocks 2k and 2k+1.
+    let q8s = _mm_hadd_epi16(
+        _mm256_extracti128_si256::<0>(q8sums),
+        _mm256_extracti128_si256::<1>(q8sums),
+    );
+    let prod = _mm_madd_epi16(wk.mins, q8s);
+    let mut mins = [0i32; 4];
+    // SAFETY: four i32 lanes into four i32s.
+    unsafe { _mm_storeu_si128(mins.as_mut_ptr() as *mut __m128i, prod) };
+    let parts = std::array::from_fn(|j| {
+        let [scale_l, scale_h, q4l, q4h] = wk.groups[j];
+        // SAFETY: offsets inside the 256 plain quants.
+        let (q8l, q8h) = unsafe {
+            (
+                load32(y.qs.as_ptr().add(64 * j)),
+                load32(y.qs.as_ptr().add(64 * j + 32)),
+            )
+        };
+        let p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
+        let p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
+        _mm256_add_epi32(p16l, p16h)
+    });
+    (mins, parts)
+}
+
+/// `Q4_K` with the numerics of llama.cpp's repacked path (see
+/// [`super::dot::Q4kRounding`]; `PER_64` selects its batched rounding).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_avx2<const PER_64: bool>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
     let mut acc = 0f32;
     let mut acc_min = 0f32;
     for (x, y) in w.iter().zip(a) {
         let d = h(x.d) * y.d;
         let dmin = h(x.dmin) * y.d;
-        let s = &x.scales;
-        let mut utmp = [
-            u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-            u32::from_le_bytes([s[4], s[5], s[6], s[7]]),
-            u32::from_le_bytes([s[8], s[9], s[10], s[11]]),
-            0,
-        ];
-        utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
-        let uaux = utmp[1] & KMASK1;
-        utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
-        utmp[2] = uaux;
-        utmp[0] &= KMASK1;
-        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
-            utmp[3] as i32,
-            utmp[2] as i32,
-            utmp[1] as i32,
-            utmp[0] as i32,
-        ));
-        // SAFETY: 16 bsums are 32 bytes.
-        let q8sums = unsafe { load32(y.bsums.as_ptr() as *const i8) };
-        // Sums of the eight 32-value sub-blocks, times their mins: lane k
-        // holds sub-blocks 2k and 2k+1.
-        let q8s = _mm_hadd_epi16(
-            _mm256_extracti128_si256::<0>(q8sums),
-            _mm256_extracti128_si256::<1>(q8sums),
-        );
-        let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(mins_and_scales), q8s);
-        let mut mins = [0i32; 4];
-        // SAFETY: four i32 lanes into four i32s.
-        unsafe { _mm_storeu_si128(mins.as_mut_ptr() as *mut __m128i, prod) };
-
-        let sc128 = _mm256_extracti128_si256::<0>(mins_and_scales);
-        let scales = _mm256_set_m128i(sc128, sc128);
-        let mut sumi = _mm256_setzero_si256();
-        for (j, &imin) in mins.iter().enumerate() {
-            // SAFETY: indices stay inside the 128 packed and 256 plain quants.
-            let (scale_l, scale_h, q4bits, q8l, q8h) = unsafe {
-                (
-                    _mm256_shuffle_epi8(scales, load32(SHUFFLE_K4[2 * j].as_ptr() as *const i8)),
-                    _mm256_shuffle_epi8(
-                        scales,
-                        load32(SHUFFLE_K4[2 * j + 1].as_ptr() as *const i8),
-                    ),
-                    load32(x.qs.as_ptr().add(32 * j) as *const i8),
-                    load32(y.qs.as_ptr().add(64 * j)),
-                    load32(y.qs.as_ptr().add(64 * j + 32)),
-                )
-            };
-            let q4l = _mm256_and_si256(q4bits, m4);
-            let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits), m4);
-            let p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
-            let p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
-            let part = _mm256_add_epi32(p16l, p16h);
-            if PER_64 {
+        let (mins, parts) = q4_k_parts(&q4_k_weights(x), y);
+        if PER_64 {
+            for (&imin, &part) in mins.iter().zip(&parts) {
                 acc = (hsum_i32_8(part) as f32).mul_add(d, acc);
                 acc_min = (imin as f32).mul_add(dmin, acc_min);
-            } else {
-                sumi = _mm256_add_epi32(sumi, part);
             }
-        }
-        if !PER_64 {
+        } else {
+            let sumi = parts
+                .iter()
+                .fold(_mm256_setzero_si256(), |s, &p| _mm256_add_epi32(s, p));
             acc = (hsum_i32_8(sumi) as f32).mul_add(d, acc);
             acc_min = (mins.iter().sum::<i32>() as f32).mul_add(dmin, acc_min);
         }
     }
     acc - acc_min
+}
+
+/// Four rows of [`q4_k_avx2`]`::<true>` (the batched rounding).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_x4_avx2(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let mut acc = [0f32; 4];
+    let mut acc_min = [0f32; 4];
+    for (b, x) in w.iter().enumerate() {
+        let wk = q4_k_weights(x);
+        let (hd, hdmin) = (h(x.d), h(x.dmin));
+        for i in 0..4 {
+            // SAFETY: `b` is inside every row (the wrapper checked).
+            let y = unsafe { a[i].get_unchecked(b) };
+            let (d, dmin) = (hd * y.d, hdmin * y.d);
+            let (mins, parts) = q4_k_parts(&wk, y);
+            for (&imin, &part) in mins.iter().zip(&parts) {
+                acc[i] = (hsum_i32_8(part) as f32).mul_add(d, acc[i]);
+                acc_min[i] = (imin as f32).mul_add(dmin, acc_min[i]);
+            }
+        }
+    }
+    [
+        acc[0] - acc_min[0],
+        acc[1] - acc_min[1],
+        acc[2] - acc_min[2],
+        acc[3] - acc_min[3],
+    ]
 }
 
 /// Bytes selecting scales `2i` (first 8) and `2i + 1` (last 8) of a
@@ -289,76 +348,115 @@ const SHUFFLE_Q6: [[u8; 16]; 8] = {
     t
 };
 
+/// The weight side of a `Q6_K` block: its scales (i8), and per 32-value
+/// group the 6-bit values (unsigned, 0..64) with their scale as i16 lanes.
+struct Q6kWeights {
+    scales_16: __m256i,
+    groups: [[__m256i; 2]; 8],
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_weights(x: &BlockQ6K) -> Q6kWeights {
+    let m3 = _mm256_set1_epi8(3);
+    let m15 = _mm256_set1_epi8(15);
+    // SAFETY: scales are 16 bytes.
+    let scales = unsafe { _mm_loadu_si128(x.scales.as_ptr() as *const __m128i) };
+    let mut groups = [[_mm256_setzero_si256(); 2]; 8];
+    for j in 0..QK_K / 128 {
+        // SAFETY: offsets stay inside ql (128) and qh (64).
+        let (q4bits1, q4bits2, q4bits_h) = unsafe {
+            (
+                load32(x.ql.as_ptr().add(64 * j) as *const i8),
+                load32(x.ql.as_ptr().add(64 * j + 32) as *const i8),
+                load32(x.qh.as_ptr().add(32 * j) as *const i8),
+            )
+        };
+        let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m3));
+        let q4h_1 = _mm256_slli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(12)));
+        let q4h_2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
+        let q4h_3 = _mm256_srli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)));
+        let q4 = [
+            _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0),
+            _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15),
+                q4h_2,
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15),
+                q4h_3,
+            ),
+        ];
+        for k in 0..4 {
+            // SAFETY: 16-byte shuffle table rows.
+            let shuf = unsafe { _mm_loadu_si128(SHUFFLE_Q6[4 * j + k].as_ptr() as *const __m128i) };
+            let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+            groups[4 * j + k] = [q4[k], scale];
+        }
+    }
+    Q6kWeights {
+        scales_16: _mm256_cvtepi8_epi16(scales),
+        groups,
+    }
+}
+
+/// One activation block against unpacked `Q6_K` weights: the block's
+/// scaled products in eight i32 lanes (the 6-bit offset of 32 removed).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_k_sum(wk: &Q6kWeights, y: &BlockQ8K) -> __m256i {
+    // SAFETY: bsums are 32 bytes.
+    let q8sums = unsafe { load32(y.bsums.as_ptr() as *const i8) };
+    let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, wk.scales_16));
+    let mut sumi = _mm256_setzero_si256();
+    for j in 0..QK_K / 128 {
+        let mut p = [_mm256_setzero_si256(); 4];
+        for (k, p) in p.iter_mut().enumerate() {
+            let [q4, scale] = wk.groups[4 * j + k];
+            // SAFETY: offsets inside the 256 plain quants.
+            let q8 = unsafe { load32(y.qs.as_ptr().add(128 * j + 32 * k)) };
+            *p = _mm256_madd_epi16(scale, _mm256_maddubs_epi16(q4, q8));
+        }
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
+    }
+    _mm256_sub_epi32(sumi, q8sclsub)
+}
+
 /// `Q6_K`: ggml's AVX2 dot product, or (`TILED`) the rounding of its tiled
 /// kernel for batches (see [`super::dot::q6_k_batched`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6_k_avx2<const TILED: bool>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
     let mut tiled = 0f32;
-    let m3 = _mm256_set1_epi8(3);
-    let m15 = _mm256_set1_epi8(15);
     let mut acc = _mm256_setzero_ps();
     for (x, y) in w.iter().zip(a) {
-        let d = y.d * h(x.d);
-        // SAFETY: bsums are 32 bytes, scales 16.
-        let (q8sums, scales) = unsafe {
-            (
-                load32(y.bsums.as_ptr() as *const i8),
-                _mm_loadu_si128(x.scales.as_ptr() as *const __m128i),
-            )
-        };
-        let scales_16 = _mm256_cvtepi8_epi16(scales);
-        let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, scales_16));
-        let mut sumi = _mm256_setzero_si256();
-        for j in 0..QK_K / 128 {
-            // SAFETY: offsets stay inside ql (128), qh (64) and qs (256).
-            let (q4bits1, q4bits2, q4bits_h, q8) = unsafe {
-                (
-                    load32(x.ql.as_ptr().add(64 * j) as *const i8),
-                    load32(x.ql.as_ptr().add(64 * j + 32) as *const i8),
-                    load32(x.qh.as_ptr().add(32 * j) as *const i8),
-                    [
-                        load32(y.qs.as_ptr().add(128 * j)),
-                        load32(y.qs.as_ptr().add(128 * j + 32)),
-                        load32(y.qs.as_ptr().add(128 * j + 64)),
-                        load32(y.qs.as_ptr().add(128 * j + 96)),
-                    ],
-                )
-            };
-            let q4h_0 = _mm256_slli_epi16::<4>(_mm256_and_si256(q4bits_h, m3));
-            let q4h_1 = _mm256_slli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(12)));
-            let q4h_2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
-            let q4h_3 = _mm256_srli_epi16::<2>(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)));
-            let q4 = [
-                _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0),
-                _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits1), m15),
-                    q4h_2,
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(q4bits2), m15),
-                    q4h_3,
-                ),
-            ];
-            let mut p = [_mm256_setzero_si256(); 4];
-            for k in 0..4 {
-                // SAFETY: 16-byte shuffle table rows.
-                let shuf =
-                    unsafe { _mm_loadu_si128(SHUFFLE_Q6[4 * j + k].as_ptr() as *const __m128i) };
-                let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
-                p[k] = _mm256_madd_epi16(scale, _mm256_maddubs_epi16(q4[k], q8[k]));
-            }
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
-        }
-        sumi = _mm256_sub_epi32(sumi, q8sclsub);
+        let sumi = q6_k_sum(&q6_k_weights(x), y);
         if TILED {
             tiled = (h(x.d) * hsum_i32_8(sumi) as f32).mul_add(y.d, tiled);
         } else {
+            let d = y.d * h(x.d);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
     }
     if TILED { tiled } else { hsum_float_8(acc) }
+}
+
+/// Four rows of [`q6_k_avx2`]`::<true>` (the tiled rounding).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_x4_avx2(w: &[BlockQ6K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let mut acc = [0f32; 4];
+    for (b, x) in w.iter().enumerate() {
+        let wk = q6_k_weights(x);
+        let hd = h(x.d);
+        for i in 0..4 {
+            // SAFETY: `b` is inside every row (the wrapper checked).
+            let y = unsafe { a[i].get_unchecked(b) };
+            let sumi = q6_k_sum(&wk, y);
+            acc[i] = (hd * hsum_i32_8(sumi) as f32).mul_add(y.d, acc[i]);
+        }
+    }
+    acc
 }
 
 /// Four activation rows against one weight row: each result equals the
@@ -382,6 +480,8 @@ tile4!(q4_0_x4, q4_0_x4_avx2, BlockQ4_0, BlockQ8_0);
 tile4!(q4_1_x4, q4_1_x4_avx2, BlockQ4_1, BlockQ8_1);
 tile4!(q5_0_x4, q5_0_x4_avx2, BlockQ5_0, BlockQ8_0);
 tile4!(q8_0_x4, q8_0_x4_avx2, BlockQ8_0, BlockQ8_0);
+tile4!(q4_k_x4, q4_k_x4_avx2, BlockQ4K, BlockQ8K);
+tile4!(q6_k_x4, q6_k_x4_avx2, BlockQ6K, BlockQ8K);
 
 /// Signed weight bytes `qx` against four rows' blocks with scales
 /// `dx · d(y)`, as [`mul_sum_i8_pairs_float`] does for one row.
