@@ -54,7 +54,7 @@ fn start(dir: &Path, log: &Path) -> anyhow::Result<Child> {
     Ok(child)
 }
 
-/// Peak resident memory of a live process, in MB.
+/// Peak resident memory of a live process, in MiB.
 fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -153,9 +153,22 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(id > last[chat], "chat {chat} answered out of order");
         last[chat] = id;
     }
+    // The bound the engine issue sets: resident memory at most 1.3x the
+    // files of the default model and the embedder.
+    let files_mb = [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "all-MiniLM-L6-v2/model.safetensors",
+        "all-MiniLM-L6-v2/tokenizer.json",
+        "all-MiniLM-L6-v2/config.json",
+    ]
+    .iter()
+    .filter_map(|f| std::fs::metadata(models.join(f)).ok())
+    .map(|m| m.len() as f64 / (1024.0 * 1024.0))
+    .sum::<f64>();
     println!(
-        "serve burst: {n} messages from {chats} chats answered in {wall:.1} s = {:.2} replies/s; serve peak RSS {rss:.0} MB",
-        n as f64 / wall
+        "serve burst: {n} messages from {chats} chats answered in {wall:.1} s = {:.2} replies/s; serve peak RSS {rss:.0} MiB = {:.2}x the model and embedder files ({files_mb:.0} MiB; bound 1.3x)",
+        n as f64 / wall,
+        rss / files_mb
     );
 
     // Turns of one chat.

@@ -25,3 +25,10 @@ cargo clippy --locked --all-targets -- -D warnings
 
 say "cargo test"
 cargo test --locked
+
+# ARM: the kernels cross-compiled to aarch64, run under qemu as a Pi 4
+# (Cortex-A72: NEON only) and a Pi 5 (Cortex-A76: dotprod). The reference
+# tests under emulation take ~18 minutes more: scripts/test-arm.sh without
+# --quick.
+say "aarch64 kernels under qemu (Cortex-A72, Cortex-A76)"
+scripts/test-arm.sh --install --quick
