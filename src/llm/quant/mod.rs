@@ -250,7 +250,7 @@ pub type TileFn<W> = fn(&[W], [&[<W as WeightBlock>::Act]; 4]) -> [f32; 4];
 
 /// Activation rows multiplied per pass over a task's weight rows (a
 /// multiple of 4, the tile height).
-const ACT_BLOCK: usize = 64;
+const ACT_BLOCK: usize = 16;
 
 /// Why a weight matrix cannot be used.
 #[derive(Debug, thiserror::Error)]
