@@ -145,6 +145,8 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// AVX2 plus AVX-512 VNNI (`vpdpbusd`) for the prefill tiles.
+    Avx2Vnni,
     /// aarch64 NEON (ARMv8.0: Raspberry Pi 3/4).
     Neon,
     /// aarch64 NEON with the ARMv8.2 `sdot` instruction (Raspberry Pi 5).
@@ -156,6 +158,7 @@ impl Isa {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
+            Isa::Avx2Vnni => "avx2-vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon-dotprod",
         }
@@ -173,6 +176,10 @@ impl Isa {
         if x86::has_avx2() {
             v.push(Isa::Avx2);
         }
+        #[cfg(target_arch = "x86_64")]
+        if x86::has_vnni() {
+            v.push(Isa::Avx2Vnni);
+        }
         #[cfg(target_arch = "aarch64")]
         {
             // NEON is part of the aarch64 baseline.
@@ -185,7 +192,8 @@ impl Isa {
     }
 
     /// The path the model runs on: the fastest available, or the one
-    /// `HEARTH_KERNELS` names (`portable`, `avx2`, `neon`, `neon-dotprod`)
+    /// `HEARTH_KERNELS` names (`portable`, `avx2`, `avx2-vnni`, `neon`,
+    /// `neon-dotprod`)
     /// when this CPU has it.
     pub fn selected() -> Isa {
         static SELECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
@@ -693,7 +701,7 @@ mod kernels {
             pub fn $name(isa: Isa) -> fn(&[$w], &[$a]) -> f32 {
                 match isa {
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => super::x86::$name,
+                    Isa::Avx2 | Isa::Avx2Vnni => super::x86::$name,
                     #[cfg(target_arch = "aarch64")]
                     Isa::Neon => super::arm::$name,
                     #[cfg(target_arch = "aarch64")]
@@ -718,17 +726,28 @@ mod kernels {
             pub fn $name(isa: Isa) -> Option<super::TileFn<$w>> {
                 match isa {
                     #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 | Isa::Avx2Vnni => Some(super::x86::$name),
+                    _ => None,
+                }
+            }
+        };
+        ($name:ident, $w:ty, vnni) => {
+            pub fn $name(isa: Isa) -> Option<super::TileFn<$w>> {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
                     Isa::Avx2 => Some(super::x86::$name),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Vnni => Some(super::x86::vnni::$name),
                     _ => None,
                 }
             }
         };
     }
 
-    pick_tile!(q4_0_x4, BlockQ4_0);
-    pick_tile!(q4_1_x4, BlockQ4_1);
-    pick_tile!(q5_0_x4, BlockQ5_0);
-    pick_tile!(q8_0_x4, BlockQ8_0);
+    pick_tile!(q4_0_x4, BlockQ4_0, vnni);
+    pick_tile!(q4_1_x4, BlockQ4_1, vnni);
+    pick_tile!(q5_0_x4, BlockQ5_0, vnni);
+    pick_tile!(q8_0_x4, BlockQ8_0, vnni);
     pick_tile!(q4_k_x4, BlockQ4K);
     pick_tile!(q6_k_x4, BlockQ6K);
 }

@@ -465,12 +465,17 @@ unsafe fn q6_k_x4_avx2(w: &[BlockQ6K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
 /// and the four independent sums keep the multiply-add units busy.
 macro_rules! tile4 {
     ($name:ident, $imp:ident, $w:ty, $a:ty) => {
+        tile4!($name, $imp, $w, $a, has_avx2);
+    };
+    ($name:ident, $imp:ident, $w:ty, $a:ty, $has:ident) => {
         pub fn $name(w: &[$w], a: [&[$a]; 4]) -> [f32; 4] {
-            debug_assert!(has_avx2());
+            debug_assert!($has());
             for r in &a {
                 assert_eq!(r.len(), w.len(), "activation row length");
             }
-            // SAFETY: as for the single-row kernels; lengths checked above.
+            // SAFETY: `Isa::available` (the only way to these functions)
+            // lists a kernel set only when `$has()` said yes; lengths
+            // checked above.
             unsafe { $imp(w, a) }
         }
     };
@@ -483,79 +488,166 @@ tile4!(q8_0_x4, q8_0_x4_avx2, BlockQ8_0, BlockQ8_0);
 tile4!(q4_k_x4, q4_k_x4_avx2, BlockQ4K, BlockQ8K);
 tile4!(q6_k_x4, q6_k_x4_avx2, BlockQ6K, BlockQ8K);
 
+/// The VNNI tiles, handed out only when [`has_vnni`] said yes.
+pub mod vnni {
+    use super::*;
+
+    tile4!(q4_0_x4, q4_0_x4_vnni, BlockQ4_0, BlockQ8_0, has_vnni);
+    tile4!(q4_1_x4, q4_1_x4_vnni, BlockQ4_1, BlockQ8_1, has_vnni);
+    tile4!(q5_0_x4, q5_0_x4_vnni, BlockQ5_0, BlockQ8_0, has_vnni);
+    tile4!(q8_0_x4, q8_0_x4_vnni, BlockQ8_0, BlockQ8_0, has_vnni);
+}
+
+/// Unsigned × signed bytes summed in fours, as floats: `vpmaddubsw` +
+/// `vpmaddwd` (AVX2), or one `vpdpbusd` (AVX-512 VNNI). The sums are equal:
+/// the pairs `vpmaddubsw` adds never saturate on these types' ranges
+/// (at most 2 · 128 · 127 < 32767).
+trait Us8Sum {
+    /// # Safety
+    /// The CPU must have the implementation's instructions.
+    unsafe fn sum(ax: __m256i, sy: __m256i) -> __m256;
+}
+
+struct Maddubs;
+
+impl Us8Sum for Maddubs {
+    #[inline(always)]
+    unsafe fn sum(ax: __m256i, sy: __m256i) -> __m256 {
+        // SAFETY: the caller's CPU has AVX2.
+        unsafe { mul_sum_us8_pairs_float(ax, sy) }
+    }
+}
+
+struct Vnni;
+
+impl Us8Sum for Vnni {
+    #[inline(always)]
+    unsafe fn sum(ax: __m256i, sy: __m256i) -> __m256 {
+        // SAFETY: the caller's CPU has AVX-512 VNNI and VL.
+        unsafe { _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy)) }
+    }
+}
+
+/// True when this CPU has AVX-512 VNNI with 256-bit forms (checked once).
+pub fn has_vnni() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        has_avx2() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    })
+}
+
 /// Signed weight bytes `qx` against four rows' blocks with scales
 /// `dx · d(y)`, as [`mul_sum_i8_pairs_float`] does for one row.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn signed_x4(acc: &mut [__m256; 4], qx: __m256i, dx: f32, ys: [&BlockQ8_0; 4]) {
-    let ax = _mm256_sign_epi8(qx, qx);
-    for (acc, y) in acc.iter_mut().zip(ys) {
-        let d = _mm256_set1_ps(dx * h(y.d));
-        // SAFETY: each block holds 32 quants.
-        let qy = unsafe { load32(y.qs.as_ptr()) };
-        let sy = _mm256_sign_epi8(qy, qx);
-        *acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(ax, sy), *acc);
+#[inline(always)]
+unsafe fn signed_x4<S: Us8Sum>(acc: &mut [__m256; 4], qx: __m256i, dx: f32, ys: [&BlockQ8_0; 4]) {
+    // SAFETY: the caller's CPU has what `S` needs and AVX2; each block
+    // holds 32 quants.
+    unsafe {
+        let ax = _mm256_sign_epi8(qx, qx);
+        for (acc, y) in acc.iter_mut().zip(ys) {
+            let d = _mm256_set1_ps(dx * h(y.d));
+            let qy = load32(y.qs.as_ptr());
+            let sy = _mm256_sign_epi8(qy, qx);
+            *acc = _mm256_fmadd_ps(d, S::sum(ax, sy), *acc);
+        }
     }
 }
 
 /// A four-row tile for a type whose blocks unpack to 32 signed bytes and
-/// one f16 scale `d` (`Q4_0`, `Q5_0`, `Q8_0`).
+/// one f16 scale `d` (`Q4_0`, `Q5_0`, `Q8_0`), in an AVX2 and a VNNI build.
 macro_rules! signed_tile {
-    ($name:ident, $w:ty, |$x:ident| $unpack:expr) => {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn $name(w: &[$w], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for (b, $x) in w.iter().enumerate() {
-                // SAFETY: whole blocks are read; `b` is inside every
-                // activation row (the wrapper checked the lengths).
-                unsafe {
+    ($avx2:ident, $vnni:ident, $w:ty, |$x:ident| $unpack:expr) => {
+        #[inline(always)]
+        unsafe fn body<S: Us8Sum>(w: &[$w], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+            // SAFETY: whole blocks are read; `b` is inside every activation
+            // row (the wrapper checked the lengths); the caller's CPU has
+            // AVX2 and what `S` needs.
+            unsafe {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (b, $x) in w.iter().enumerate() {
                     let qx = $unpack;
                     let ys = a.map(|r| r.get_unchecked(b));
-                    signed_x4(&mut acc, qx, h($x.d), ys);
+                    signed_x4::<S>(&mut acc, qx, h($x.d), ys);
                 }
+                [
+                    hsum_float_8(acc[0]),
+                    hsum_float_8(acc[1]),
+                    hsum_float_8(acc[2]),
+                    hsum_float_8(acc[3]),
+                ]
             }
-            [
-                hsum_float_8(acc[0]),
-                hsum_float_8(acc[1]),
-                hsum_float_8(acc[2]),
-                hsum_float_8(acc[3]),
-            ]
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) unsafe fn $avx2(w: &[$w], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+            // SAFETY: AVX2 enabled here.
+            unsafe { body::<Maddubs>(w, a) }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+        pub(super) unsafe fn $vnni(w: &[$w], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+            // SAFETY: AVX2 and VNNI enabled here.
+            unsafe { body::<Vnni>(w, a) }
         }
     };
 }
 
-signed_tile!(q4_0_x4_avx2, BlockQ4_0, |x| _mm256_sub_epi8(
-    bytes_from_nibbles_32(&x.qs),
-    _mm256_set1_epi8(8)
-));
-signed_tile!(q5_0_x4_avx2, BlockQ5_0, |x| _mm256_or_si256(
-    bytes_from_nibbles_32(&x.qs),
-    _mm256_andnot_si256(bytes_from_bits_32(&x.qh), _mm256_set1_epi8(0xF0u8 as i8))
-));
-signed_tile!(q8_0_x4_avx2, BlockQ8_0, |x| load32(x.qs.as_ptr()));
+mod q4_0_tile {
+    use super::*;
+    signed_tile!(tile_avx2, tile_vnni, BlockQ4_0, |x| _mm256_sub_epi8(
+        bytes_from_nibbles_32(&x.qs),
+        _mm256_set1_epi8(8)
+    ));
+}
+mod q5_0_tile {
+    use super::*;
+    signed_tile!(tile_avx2, tile_vnni, BlockQ5_0, |x| _mm256_or_si256(
+        bytes_from_nibbles_32(&x.qs),
+        _mm256_andnot_si256(bytes_from_bits_32(&x.qh), _mm256_set1_epi8(0xF0u8 as i8))
+    ));
+}
+mod q8_0_tile {
+    use super::*;
+    signed_tile!(tile_avx2, tile_vnni, BlockQ8_0, |x| load32(x.qs.as_ptr()));
+}
+use q4_0_tile::{tile_avx2 as q4_0_x4_avx2, tile_vnni as q4_0_x4_vnni};
+use q5_0_tile::{tile_avx2 as q5_0_x4_avx2, tile_vnni as q5_0_x4_vnni};
+use q8_0_tile::{tile_avx2 as q8_0_x4_avx2, tile_vnni as q8_0_x4_vnni};
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1_x4_avx2(w: &[BlockQ4_1], a: [&[BlockQ8_1]; 4]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut summs = [0f32; 4];
-    for (b, x) in w.iter().enumerate() {
-        let (dx, mx) = (h(x.d), h(x.m));
-        // SAFETY: as in `signed_tile!`.
-        unsafe {
+#[inline(always)]
+unsafe fn q4_1_x4_with<S: Us8Sum>(w: &[BlockQ4_1], a: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+    // SAFETY: as in `signed_tile!`.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut summs = [0f32; 4];
+        for (b, x) in w.iter().enumerate() {
+            let (dx, mx) = (h(x.d), h(x.m));
             let qx = bytes_from_nibbles_32(&x.qs);
             for i in 0..4 {
                 let y = a[i].get_unchecked(b);
                 summs[i] += mx * h(y.s);
                 let d = _mm256_set1_ps(dx * h(y.d));
                 let qy = load32(y.qs.as_ptr());
-                acc[i] = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(qx, qy), acc[i]);
+                acc[i] = _mm256_fmadd_ps(d, S::sum(qx, qy), acc[i]);
             }
         }
+        [
+            hsum_float_8(acc[0]) + summs[0],
+            hsum_float_8(acc[1]) + summs[1],
+            hsum_float_8(acc[2]) + summs[2],
+            hsum_float_8(acc[3]) + summs[3],
+        ]
     }
-    [
-        hsum_float_8(acc[0]) + summs[0],
-        hsum_float_8(acc[1]) + summs[1],
-        hsum_float_8(acc[2]) + summs[2],
-        hsum_float_8(acc[3]) + summs[3],
-    ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_x4_avx2(w: &[BlockQ4_1], a: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+    // SAFETY: AVX2 enabled here.
+    unsafe { q4_1_x4_with::<Maddubs>(w, a) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+unsafe fn q4_1_x4_vnni(w: &[BlockQ4_1], a: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+    // SAFETY: AVX2 and VNNI enabled here.
+    unsafe { q4_1_x4_with::<Vnni>(w, a) }
 }
