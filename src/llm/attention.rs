@@ -65,17 +65,13 @@ pub fn attend(
         let pool = super::pool::Pool::global();
         let width = s.n_head * s.head_dim;
         let blocks = seq.div_ceil(TILE_QUERIES);
-        let dst = SharedRows(out.as_mut_ptr());
+        let dst = super::pool::Disjoint::new(out);
         let failed = std::sync::Mutex::new(None);
         pool.run(blocks, &|b| {
-            let dst = &dst;
             let (t0, t1) = (b * TILE_QUERIES, ((b + 1) * TILE_QUERIES).min(seq));
             match attend_tiled(&q[t0 * width..t1 * width], t1 - t0, pos + t0, kv, s) {
-                // SAFETY: block `b` writes only rows t0..t1 of `out`, which
-                // outlives the job.
-                Ok(rows) => unsafe {
-                    std::ptr::copy_nonoverlapping(rows.as_ptr(), dst.0.add(t0 * width), rows.len())
-                },
+                // SAFETY: block `b` writes only rows t0..t1 of `out`.
+                Ok(rows) => unsafe { dst.part(t0 * width..t1 * width) }.copy_from_slice(&rows),
                 Err(e) => *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
             }
         });
@@ -87,12 +83,6 @@ pub fn attend(
     }
     Ok(())
 }
-
-/// `out`, written by pool tasks at disjoint rows.
-struct SharedRows(*mut f32);
-
-// SAFETY: tasks write disjoint rows (see `attend`).
-unsafe impl Sync for SharedRows {}
 
 /// Largest head dimension the row path keeps on the stack.
 const MAX_HEAD_DIM: usize = 512;

@@ -213,6 +213,52 @@ fn worker(s: &Shared) {
     }
 }
 
+/// A mutable slice shared with the tasks of one job, each writing its own
+/// disjoint part (rows of a matrix, a block of outputs).
+pub struct Disjoint<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _slice: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: tasks reach the data only through `part`/`write`, whose callers
+// promise disjoint ranges, so sharing the handle is sharing `&mut` pieces.
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    pub fn new(slice: &'a mut [T]) -> Self {
+        Self {
+            ptr: slice.as_mut_ptr(),
+            len: slice.len(),
+            _slice: std::marker::PhantomData,
+        }
+    }
+
+    /// Elements `range` (bounds checked).
+    ///
+    /// # Safety
+    /// No other task may use any element of `range` while this borrow lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn part(&self, range: std::ops::Range<usize>) -> &mut [T] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "part out of bounds"
+        );
+        // SAFETY: in bounds (checked); exclusive by the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+
+    /// Sets element `i` (bounds checked).
+    ///
+    /// # Safety
+    /// No other task may use element `i` during the job.
+    pub unsafe fn write(&self, i: usize, v: T) {
+        assert!(i < self.len, "index out of bounds");
+        // SAFETY: in bounds (checked); exclusive by the caller's promise.
+        unsafe { *self.ptr.add(i) = v };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 
+use super::pool::Disjoint;
 use formats::*;
 
 /// The weight types Hearth runs natively (ggml's names).
@@ -486,7 +487,7 @@ impl Job<'_, '_> {
                 rows: w.rows,
                 chunk,
                 first_task: n_tasks,
-                out: SharedOut(out.as_mut_ptr()),
+                out: Disjoint::new(out),
             });
             n_tasks += tasks;
         }
@@ -559,7 +560,7 @@ struct Part<'a, W> {
     rows: usize,
     chunk: usize,
     first_task: usize,
-    out: SharedOut,
+    out: Disjoint<'a, f32>,
 }
 
 /// Quantizes the `[m, cols]` rows of `x` into `acts`, split across the pool
@@ -581,26 +582,16 @@ fn quantize_rows<A: ActBlock>(
         }
         return;
     }
-    let out = SharedActs(acts.as_mut_ptr());
+    let out = Disjoint::new(acts);
     let per_task = 8;
     pool.run(m.div_ceil(per_task), &|t| {
-        let out = &out;
         for i in t * per_task..((t + 1) * per_task).min(m) {
-            // SAFETY: row `i` of `acts` is written by this task only, and
-            // `acts` outlives the job.
-            let ar = unsafe {
-                std::slice::from_raw_parts_mut(out.0.add(i * acts_per_row), acts_per_row)
-            };
+            // SAFETY: row `i` of `acts` is written by this task only.
+            let ar = unsafe { out.part(i * acts_per_row..(i + 1) * acts_per_row) };
             A::quantize(&x[i * cols..(i + 1) * cols], ar);
         }
     });
 }
-
-/// The activation buffer, written by parallel tasks at disjoint rows.
-struct SharedActs<A>(*mut A);
-
-// SAFETY: tasks write disjoint rows (see `quantize_rows`).
-unsafe impl<A> Sync for SharedActs<A> {}
 
 /// Which activation rows of a batch llama.cpp's CPU backend multiplies with
 /// a matrix-matrix kernel (whose rounding differs from its dot products).
@@ -654,20 +645,6 @@ fn prefetch_row<W: WeightBlock>(row: &[W]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = row;
-}
-
-/// The output buffer, written by parallel tasks at disjoint indices.
-struct SharedOut(*mut f32);
-
-// SAFETY: tasks write disjoint elements (see `run`).
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// # Safety
-    /// `i` must be in bounds and written by no other task.
-    unsafe fn write(&self, i: usize, v: f32) {
-        unsafe { *self.0.add(i) = v };
-    }
 }
 
 thread_local! {
