@@ -1,6 +1,6 @@
 //! Facts about and settings of the running process: the compute thread count
-//! (which candle reads once, from the environment, at its first parallel
-//! op) and resident memory as the kernel reports it.
+//! (which candle and `llm::pool` read once, from the environment, at their
+//! first parallel op) and resident memory as the kernel reports it.
 
 /// Sets the number of compute threads. Must run before any inference and
 /// before the process starts other threads: candle sizes its thread pools

@@ -4,11 +4,12 @@
 //! pairs with it (`Q8_0`, `Q8_1` or `Q8_K`), so the integer arithmetic is
 //! llama.cpp's.
 //!
-//! Kernels: portable Rust for every type ([`dot`]), and AVX2 for the types
-//! the shipped models use ([`x86`]), chosen at run time. Rows of the output
-//! are split across the compute threads ([`super::pool`]); a batch of activation rows reuses
-//! each weight row while it is in cache, so prefill streams the weights once
-//! per chunk, not once per token.
+//! Kernels: portable Rust for every type ([`dot`]); for the types the
+//! shipped models use, AVX2 (+ VNNI prefill tiles) in `x86` and NEON (+
+//! `sdot`) in `arm`, chosen at run time ([`Isa`]). Rows of the output are
+//! split across the compute threads ([`super::pool`]); batches go through
+//! four-row tiles that unpack each weight block once per four activation
+//! rows, so prefill streams the weights once per chunk, not once per token.
 //!
 //! Must not know about layers or tokens.
 
