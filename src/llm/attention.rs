@@ -9,11 +9,11 @@
 //!   vector (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`);
 //! - [`TILE_QUERIES`] or more (prefill): f32 queries against the f16 keys and
 //!   values widened to f32, softmax and accumulation in f32 (ggml's tiled
-//!   path), as two matrix products on candle.
+//!   path), as two matrix products per head (`gemm`, single-threaded: the
+//!   query blocks are what runs in parallel, on the compute pool).
 //!
 //! Owns no state; must not allocate per key.
 
-use candle_core::{Device, Result, Tensor};
 use half::f16;
 
 use super::kv::LayerView;
@@ -49,14 +49,7 @@ impl Shape {
 /// `[seq][n_head][head_dim]`, and so is the result.
 /// The result is written to `out` (same shape as `q`); decode allocates
 /// nothing.
-pub fn attend(
-    q: &[f32],
-    seq: usize,
-    pos: usize,
-    kv: &LayerView,
-    s: &Shape,
-    out: &mut [f32],
-) -> Result<()> {
+pub fn attend(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape, out: &mut [f32]) {
     debug_assert_eq!(q.len(), s.n_head * seq * s.head_dim);
     debug_assert_eq!(out.len(), q.len());
     if seq >= TILE_QUERIES {
@@ -66,73 +59,133 @@ pub fn attend(
         let width = s.n_head * s.head_dim;
         let blocks = seq.div_ceil(TILE_QUERIES);
         let dst = super::pool::Disjoint::new(out);
-        let failed = std::sync::Mutex::new(None);
         pool.run(blocks, &|b| {
             let (t0, t1) = (b * TILE_QUERIES, ((b + 1) * TILE_QUERIES).min(seq));
-            match attend_tiled(&q[t0 * width..t1 * width], t1 - t0, pos + t0, kv, s) {
-                // SAFETY: block `b` writes only rows t0..t1 of `out`.
-                Ok(rows) => unsafe { dst.part(t0 * width..t1 * width) }.copy_from_slice(&rows),
-                Err(e) => *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
-            }
+            // SAFETY: block `b` writes only rows t0..t1 of `out`.
+            let rows = unsafe { dst.part(t0 * width..t1 * width) };
+            attend_tiled(&q[t0 * width..t1 * width], t1 - t0, pos + t0, kv, s, rows);
         });
-        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
-        }
     } else {
         attend_rows(q, seq, pos, kv, s, out);
     }
-    Ok(())
 }
 
 /// Largest head dimension the row path keeps on the stack.
 const MAX_HEAD_DIM: usize = 512;
 
-/// One query row at a time with an f16 accumulator (see the module doc).
+/// Multiply-adds below which the row path stays on the calling thread
+/// (a pool hand-off costs a few microseconds).
+const PARALLEL_WORK: usize = 1 << 16;
+
+/// One query row at a time with an f16 accumulator (see the module doc);
+/// heads in parallel on the compute pool when there is enough work.
 fn attend_rows(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape, out: &mut [f32]) {
     let hd = s.head_dim;
     assert!(hd <= MAX_HEAD_DIM, "head dimension {hd} > {MAX_HEAD_DIM}");
-    let n_rep = s.n_head / s.n_kv_head;
+    let keys = pos + seq - s.first_visible(pos + seq - 1);
+    let pool = super::pool::Pool::global();
+    let dst = super::pool::Disjoint::new(out);
+    let batch = Batch { q, seq, pos, kv, s };
+    let head = |h: usize| {
+        #[cfg(target_arch = "x86_64")]
+        if crate::llm::quant::x86::has_avx2() {
+            // SAFETY: AVX2, FMA and F16C were detected.
+            return unsafe { x86::attend_head(&batch, h, &dst) };
+        }
+        attend_head::<Portable>(&batch, h, &dst)
+    };
+    if pool.threads() > 1 && s.n_head * seq * keys * hd >= PARALLEL_WORK {
+        pool.run(s.n_head, &head);
+    } else {
+        (0..s.n_head).for_each(head);
+    }
+}
+
+/// The queries of a row-path call and what they attend over.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    q: &'a [f32],
+    seq: usize,
+    pos: usize,
+    kv: &'a LayerView<'a>,
+    s: &'a Shape,
+}
+
+/// The f16 vector steps of the row path, in ggml's arithmetic.
+trait F16Vec {
+    /// `dst = f16(src)`, rounding to nearest.
+    fn narrow(src: &[f32], dst: &mut [f16]);
+    /// f16·f16 summed in f32 (see [`dot_f16`]).
+    fn dot(a: &[f16], b: &[f16]) -> f32;
+    /// `acc = f16(acc · s)` (`ggml_vec_scale_f16`).
+    fn scale(acc: &mut [f16], s: f32);
+    /// `acc = f16(v · s + acc)`, fused (`ggml_vec_mad_f16`).
+    fn mad(acc: &mut [f16], v: &[f16], s: f32);
+}
+
+/// Plain Rust, any CPU.
+struct Portable;
+
+impl F16Vec for Portable {
+    fn narrow(src: &[f32], dst: &mut [f16]) {
+        for (d, x) in dst.iter_mut().zip(src) {
+            *d = f16::from_f32(*x);
+        }
+    }
+    fn dot(a: &[f16], b: &[f16]) -> f32 {
+        dot_f16(a, b)
+    }
+    fn scale(acc: &mut [f16], s: f32) {
+        for a in acc.iter_mut() {
+            *a = f16::from_f32(a.to_f32() * s);
+        }
+    }
+    fn mad(acc: &mut [f16], v: &[f16], s: f32) {
+        for (a, v) in acc.iter_mut().zip(v) {
+            *a = f16::from_f32(v.to_f32().mul_add(s, a.to_f32()));
+        }
+    }
+}
+
+/// Head `h` of every query row, written to its columns of `out`.
+#[inline(always)]
+fn attend_head<V: F16Vec>(b: &Batch, h: usize, out: &super::pool::Disjoint<'_, f32>) {
+    let Batch { q, seq, pos, kv, s } = *b;
+    let hd = s.head_dim;
+    let kvh = h / (s.n_head / s.n_kv_head);
     let mut q16 = [f16::ZERO; MAX_HEAD_DIM];
     let mut acc = [f16::ZERO; MAX_HEAD_DIM];
     let (q16, acc) = (&mut q16[..hd], &mut acc[..hd]);
-    for h in 0..s.n_head {
-        let kvh = h / n_rep;
-        for t in 0..seq {
-            let p = pos + t;
-            let range = s.first_visible(p)..p + 1;
-            let keys = kv.keys(kvh, range.clone());
-            let values = kv.values(kvh, range);
-            let qrow = &q[(t * s.n_head + h) * hd..(t * s.n_head + h + 1) * hd];
-            for (d, x) in q16.iter_mut().zip(qrow) {
-                *d = f16::from_f32(*x);
+    for t in 0..seq {
+        let p = pos + t;
+        let range = s.first_visible(p)..p + 1;
+        let keys = kv.keys(kvh, range.clone());
+        let values = kv.values(kvh, range);
+        let at = (t * s.n_head + h) * hd;
+        V::narrow(&q[at..at + hd], q16);
+        acc.fill(f16::ZERO);
+        let mut sum = 0f32;
+        let mut max = f32::NEG_INFINITY;
+        for (krow, vrow) in keys.chunks_exact(hd).zip(values.chunks_exact(hd)) {
+            let score = V::dot(q16, krow) * s.scale;
+            let mut ms = 1f32;
+            let mut vs = 1f32;
+            if score > max {
+                ms = (max - score).exp();
+                max = score;
+                V::scale(acc, ms);
+            } else {
+                vs = (score - max).exp();
             }
-            acc.fill(f16::ZERO);
-            let mut sum = 0f32;
-            let mut max = f32::NEG_INFINITY;
-            for (krow, vrow) in keys.chunks_exact(hd).zip(values.chunks_exact(hd)) {
-                let score = dot_f16(q16, krow) * s.scale;
-                let mut ms = 1f32;
-                let mut vs = 1f32;
-                if score > max {
-                    ms = (max - score).exp();
-                    max = score;
-                    for a in acc.iter_mut() {
-                        *a = f16::from_f32(a.to_f32() * ms);
-                    }
-                } else {
-                    vs = (score - max).exp();
-                }
-                for (a, v) in acc.iter_mut().zip(vrow) {
-                    *a = f16::from_f32(v.to_f32().mul_add(vs, a.to_f32()));
-                }
-                // Fused, as GCC compiles ggml's `S = S*ms + vs`.
-                sum = sum.mul_add(ms, vs);
-            }
-            let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-            let o = &mut out[(t * s.n_head + h) * hd..(t * s.n_head + h + 1) * hd];
-            for (d, a) in o.iter_mut().zip(acc.iter()) {
-                *d = a.to_f32() * inv;
-            }
+            V::mad(acc, vrow, vs);
+            // Fused, as GCC compiles ggml's `S = S*ms + vs`.
+            sum = sum.mul_add(ms, vs);
+        }
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+        // SAFETY: row t, head h belongs to this head's task only.
+        let o = unsafe { out.part(at..at + hd) };
+        for (d, a) in o.iter_mut().zip(acc.iter()) {
+            *d = a.to_f32() * inv;
         }
     }
 }
@@ -163,99 +216,261 @@ fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
     sum as f32
 }
 
-/// All queries at once in f32: two matrix products per key/value head.
-fn attend_tiled(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape) -> Result<Vec<f32>> {
-    let dev = Device::Cpu;
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    use super::{Batch, F16Vec, Portable};
+
+    /// AVX2 + F16C, eight lanes at a time; the same roundings and sums as
+    /// [`Portable`] (whose code takes any remainder).
+    struct Avx2;
+
+    impl F16Vec for Avx2 {
+        #[inline(always)]
+        fn narrow(src: &[f32], dst: &mut [f16]) {
+            let n = src.len().min(dst.len()) / 8 * 8;
+            for i in (0..n).step_by(8) {
+                // SAFETY: i + 8 <= n; the caller enabled F16C.
+                unsafe {
+                    let x = _mm256_loadu_ps(src.as_ptr().add(i));
+                    let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x);
+                    _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut __m128i, h);
+                }
+            }
+            Portable::narrow(&src[n..], &mut dst[n..]);
+        }
+
+        #[inline(always)]
+        fn dot(a: &[f16], b: &[f16]) -> f32 {
+            if !a.len().is_multiple_of(32) || a.len() != b.len() {
+                return Portable::dot(a, b);
+            }
+            // SAFETY: whole steps of 32 inside both slices; the caller
+            // enabled AVX2, FMA and F16C.
+            unsafe {
+                let ld = |p: &[f16], i: usize| {
+                    _mm256_cvtph_ps(_mm_loadu_si128(p.as_ptr().add(i) as *const __m128i))
+                };
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for i in (0..a.len()).step_by(32) {
+                    for (j, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm256_fmadd_ps(ld(a, i + 8 * j), ld(b, i + 8 * j), *acc);
+                    }
+                }
+                let x0 =
+                    _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+                let t = _mm_add_ps(_mm256_castps256_ps128(x0), _mm256_extractf128_ps::<1>(x0));
+                let t = _mm_hadd_ps(t, t);
+                let t = _mm_hadd_ps(t, t);
+                _mm_cvtss_f32(t)
+            }
+        }
+
+        #[inline(always)]
+        fn scale(acc: &mut [f16], s: f32) {
+            let n = acc.len() / 8 * 8;
+            for i in (0..n).step_by(8) {
+                // SAFETY: i + 8 <= n; the caller enabled F16C.
+                unsafe {
+                    let p = acc.as_mut_ptr().add(i) as *mut __m128i;
+                    let x = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(p)), _mm256_set1_ps(s));
+                    _mm_storeu_si128(p, _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+                }
+            }
+            Portable::scale(&mut acc[n..], s);
+        }
+
+        #[inline(always)]
+        fn mad(acc: &mut [f16], v: &[f16], s: f32) {
+            let n = acc.len().min(v.len()) / 8 * 8;
+            for i in (0..n).step_by(8) {
+                // SAFETY: i + 8 <= n; the caller enabled AVX2, FMA, F16C.
+                unsafe {
+                    let p = acc.as_mut_ptr().add(i) as *mut __m128i;
+                    let vv = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i) as *const __m128i));
+                    let x =
+                        _mm256_fmadd_ps(vv, _mm256_set1_ps(s), _mm256_cvtph_ps(_mm_loadu_si128(p)));
+                    _mm_storeu_si128(p, _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+                }
+            }
+            Portable::mad(&mut acc[n..], &v[n..], s);
+        }
+    }
+
+    /// [`super::attend_head`] with [`Avx2`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn attend_head(
+        b: &Batch,
+        h: usize,
+        out: &crate::llm::pool::Disjoint<'_, f32>,
+    ) {
+        super::attend_head::<Avx2>(b, h, out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Every vector step is bit-identical to the portable one.
+        #[test]
+        fn avx2_steps_match_portable() {
+            if !crate::llm::quant::x86::has_avx2() {
+                return;
+            }
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn check(x: &[f32], y: &[f32]) {
+                let mut a = vec![f16::ZERO; x.len()];
+                let mut b = a.clone();
+                Avx2::narrow(x, &mut a);
+                Portable::narrow(x, &mut b);
+                assert_eq!(a, b, "narrow");
+                let mut v = vec![f16::ZERO; y.len()];
+                Portable::narrow(y, &mut v);
+                assert_eq!(
+                    Avx2::dot(&a, &v).to_bits(),
+                    Portable::dot(&b, &v).to_bits(),
+                    "dot"
+                );
+                Avx2::scale(&mut a, 0.37);
+                Portable::scale(&mut b, 0.37);
+                assert_eq!(a, b, "scale");
+                Avx2::mad(&mut a, &v, 1.7);
+                Portable::mad(&mut b, &v, 1.7);
+                assert_eq!(a, b, "mad");
+            }
+            for n in [64, 256, 40] {
+                let x: Vec<f32> = (0..n)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                    .collect();
+                let y: Vec<f32> = (0..n)
+                    .map(|i| ((i * 53 % 89) as f32 - 44.0) / 5.0)
+                    .collect();
+                // SAFETY: AVX2, FMA and F16C were detected.
+                unsafe { check(&x, &y) };
+            }
+        }
+    }
+}
+
+/// Per-thread buffers of the tiled path: keys and values widened to f32,
+/// one head's scores, and the inverse softmax sums.
+#[derive(Default)]
+struct TileScratch {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    scores: Vec<f32>,
+    inv: Vec<f32>,
+}
+
+thread_local! {
+    static TILE: std::cell::RefCell<TileScratch> = std::cell::RefCell::default();
+}
+
+/// All `seq` queries of a block at once in f32 (ggml's tiled path): per
+/// query head, scores = Q·Kᵀ and out = P·V as two matrix products on the
+/// calling thread, the masked softmax between them.
+fn attend_tiled(q: &[f32], seq: usize, pos: usize, kv: &LayerView, s: &Shape, out: &mut [f32]) {
     let hd = s.head_dim;
+    let width = s.n_head * hd;
+    assert!(q.len() == seq * width && out.len() == seq * width);
     let n_rep = s.n_head / s.n_kv_head;
     let start = s.first_visible(pos);
     let end = pos + seq;
     let klen = end - start;
-    let widen = |rows: &[f16], out: &mut Vec<f32>| out.extend(rows.iter().map(|x| x.to_f32()));
-    let mut k = Vec::with_capacity(s.n_kv_head * klen * hd);
-    let mut v = Vec::with_capacity(s.n_kv_head * klen * hd);
-    for h in 0..s.n_kv_head {
-        widen(kv.keys(h, start..end), &mut k);
-        widen(kv.values(h, start..end), &mut v);
-    }
-    let k = Tensor::from_vec(k, (s.n_kv_head, klen, hd), &dev)?;
-    let v = Tensor::from_vec(v, (s.n_kv_head, klen, hd), &dev)?;
-    // Heads first; query heads sharing a key/value head are adjacent, so
-    // fold them into rows.
-    let q = Tensor::from_slice(q, (seq, s.n_head, hd), &dev)?
-        .transpose(0, 1)?
-        .contiguous()?
-        .reshape((s.n_kv_head, n_rep * seq, hd))?;
-    let att = (q.matmul(&k.t()?)? * f64::from(s.scale))?;
-    let att = match mask(pos, seq, start, klen, s.window) {
-        Some(m) => {
-            let m = Tensor::from_vec(m, (seq, klen), &dev)?;
-            att.reshape((s.n_kv_head, n_rep, seq, klen))?
-                .broadcast_add(&m)?
-                .reshape((s.n_kv_head, n_rep * seq, klen))?
+    TILE.with(|t| {
+        let mut t = t.borrow_mut();
+        let TileScratch { k, v, scores, inv } = &mut *t;
+        scores.resize(seq * klen, 0.0);
+        inv.resize(seq, 0.0);
+        for kvh in 0..s.n_kv_head {
+            k.clear();
+            k.extend(kv.keys(kvh, start..end).iter().map(|x| x.to_f32()));
+            v.clear();
+            v.extend(kv.values(kvh, start..end).iter().map(|x| x.to_f32()));
+            for h in kvh * n_rep..(kvh + 1) * n_rep {
+                // scores[i][j] = scale · q[i]·k[j]; q rows are `width` apart.
+                // SAFETY: `q` holds seq rows of `width` with this head's
+                // `hd` columns at h·hd; `k` is klen × hd; `scores` is
+                // seq × klen.
+                unsafe {
+                    gemm::gemm(
+                        seq,
+                        klen,
+                        hd,
+                        scores.as_mut_ptr(),
+                        1,
+                        klen as isize,
+                        false,
+                        q[h * hd..].as_ptr(),
+                        1,
+                        width as isize,
+                        k.as_ptr(),
+                        hd as isize,
+                        1,
+                        0.0,
+                        s.scale,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for (i, (row, inv)) in scores
+                    .chunks_exact_mut(klen)
+                    .zip(inv.iter_mut())
+                    .enumerate()
+                {
+                    let p = pos + i;
+                    let (lo, hi) = (s.first_visible(p) - start, p - start + 1);
+                    row[..lo].fill(0.0);
+                    row[hi..].fill(0.0);
+                    let sum = super::ops::softmax_unscaled(&mut row[lo..hi]);
+                    *inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                }
+                // out[i][h] = Σ_j p[i][j] · v[j].
+                // SAFETY: `scores` is seq × klen, `v` klen × hd, and `out`
+                // seq rows of `width` with this head's columns at h·hd.
+                unsafe {
+                    gemm::gemm(
+                        seq,
+                        hd,
+                        klen,
+                        out[h * hd..].as_mut_ptr(),
+                        1,
+                        width as isize,
+                        false,
+                        scores.as_ptr(),
+                        1,
+                        klen as isize,
+                        v.as_ptr(),
+                        1,
+                        hd as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for (row, &inv) in out.chunks_exact_mut(width).zip(inv.iter()) {
+                    row[h * hd..(h + 1) * hd].iter_mut().for_each(|x| *x *= inv);
+                }
+            }
         }
-        None => att,
-    };
-    let att = candle_nn::ops::softmax_last_dim(&att)?;
-    let out = att
-        .matmul(&v)? // [n_kv, n_rep*seq, hd] = [n_head, seq, hd]
-        .reshape((s.n_head, seq, hd))?
-        .transpose(0, 1)?
-        .contiguous()?;
-    out.flatten_all()?.to_vec1()
-}
-
-/// Additive mask `[seq, klen]` (0 or -inf) for queries at `pos..pos+seq`
-/// over keys at `start..start+klen`; `None` when every key is visible.
-fn mask(
-    pos: usize,
-    seq: usize,
-    start: usize,
-    klen: usize,
-    window: Option<usize>,
-) -> Option<Vec<f32>> {
-    let visible = |i: usize, j: usize| j <= i && window.is_none_or(|w| i - j < w);
-    let all_visible = (0..seq).all(|qi| {
-        let i = pos + qi;
-        visible(i, start) && visible(i, start + klen - 1)
     });
-    if all_visible {
-        return None;
-    }
-    let mut m = Vec::with_capacity(seq * klen);
-    for qi in 0..seq {
-        let i = pos + qi;
-        for kj in 0..klen {
-            m.push(if visible(i, start + kj) {
-                0.0
-            } else {
-                f32::NEG_INFINITY
-            });
-        }
-    }
-    Some(m)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::llm::kv::KvCache;
-
-    #[test]
-    fn decode_step_needs_no_mask() {
-        assert!(mask(10, 1, 0, 11, None).is_none());
-        assert!(mask(10, 1, 5, 6, Some(6)).is_none());
-    }
-
-    #[test]
-    fn causal_and_window_masks() {
-        let m = mask(0, 3, 0, 3, None).unwrap();
-        let inf = f32::NEG_INFINITY;
-        assert_eq!(m, vec![0., inf, inf, 0., 0., inf, 0., 0., 0.]);
-        // Window of 2: position 2 no longer sees key 0.
-        let m = mask(0, 3, 0, 3, Some(2)).unwrap();
-        assert_eq!(m, vec![0., inf, inf, 0., 0., inf, inf, 0., 0.]);
-    }
 
     /// Plain f64 softmax attention over f16-rounded inputs.
     fn reference(q: &[f32], k: &[f32], v: &[f32], seq: usize, s: &Shape) -> Vec<f32> {
@@ -306,7 +521,8 @@ mod tests {
     #[test]
     fn both_paths_match_plain_attention() {
         for window in [None, Some(5)] {
-            for seq in [3, TILE_QUERIES + 6] {
+            // `past` positions already in the cache before the batch.
+            for (past, seq) in [(0, 3), (0, TILE_QUERIES + 6), (7, 2 * TILE_QUERIES + 1)] {
                 let s = Shape {
                     n_head: 4,
                     n_kv_head: 2,
@@ -314,24 +530,26 @@ mod tests {
                     scale: 1.0 / 32f32.sqrt(),
                     window,
                 };
-                let q = pseudo_random(s.n_head * seq * s.head_dim, 1);
-                let k = pseudo_random(s.n_kv_head * seq * s.head_dim, 2);
-                let v = pseudo_random(s.n_kv_head * seq * s.head_dim, 3);
-                let mut cache = KvCache::new(1, s.n_kv_head, s.head_dim, 128);
-                cache.write(0, &k, &v, seq).unwrap();
-                cache.advance(seq);
-                let mut got = vec![f32::NAN; q.len()];
-                attend(&q, seq, 0, &cache.layer(0), &s, &mut got).unwrap();
-                let want = reference(&q, &k, &v, seq, &s);
+                let total = past + seq;
+                let width = s.n_head * s.head_dim;
+                let q = pseudo_random(total * width, 1);
+                let k = pseudo_random(s.n_kv_head * total * s.head_dim, 2);
+                let v = pseudo_random(s.n_kv_head * total * s.head_dim, 3);
+                let mut cache = KvCache::new(1, s.n_kv_head, s.head_dim, 256);
+                cache.write(0, &k, &v, total).unwrap();
+                cache.advance(total);
+                let mut got = vec![f32::NAN; seq * width];
+                attend(&q[past * width..], seq, past, &cache.layer(0), &s, &mut got);
+                let want = reference(&q, &k, &v, total, &s);
                 let worst = got
                     .iter()
-                    .zip(&want)
+                    .zip(&want[past * width..])
                     .map(|(a, b)| (a - b).abs())
                     .fold(0f32, f32::max);
                 // The row path rounds the query and its accumulator to f16.
                 assert!(
                     worst < 5e-3,
-                    "seq {seq} window {window:?}: max error {worst}"
+                    "past {past} seq {seq} window {window:?}: max error {worst}"
                 );
             }
         }

@@ -11,6 +11,7 @@ use super::attention;
 use super::gguf::{GgufFile, LoadError};
 use super::kv::{KvCache, KvError};
 use super::ops::{self, Rope, RopeStyle};
+use super::pool::{Disjoint, Pool};
 use super::quant::QMatrix;
 
 /// The activations of one forward pass, kept per thread and only grown, so
@@ -56,6 +57,46 @@ thread_local! {
 /// Tokens per forward during prefill (llama.cpp's default micro-batch);
 /// bounds activation memory.
 pub const PREFILL_CHUNK: usize = 512;
+
+/// Batch rows per task of the element-wise steps; smaller batches (decode)
+/// run on the calling thread.
+const ROWS_PER_TASK: usize = 16;
+
+/// Runs `f` over the rows `0..seq` of a batch, in ranges on the compute
+/// pool when there are enough of them (prefill), else in one call.
+fn for_rows(seq: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    if seq < 2 * ROWS_PER_TASK {
+        return f(0..seq);
+    }
+    Pool::global().run(seq.div_ceil(ROWS_PER_TASK), &|t| {
+        f(t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(seq))
+    });
+}
+
+/// A `[rows, width]` activation buffer whose rows [`for_rows`] tasks take.
+struct Rows<'a> {
+    data: Disjoint<'a, f32>,
+    width: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn new(data: &'a mut [f32], width: usize) -> Self {
+        Self {
+            data: Disjoint::new(data),
+            width,
+        }
+    }
+
+    /// Rows `r`.
+    ///
+    /// # Safety
+    /// No other task may use these rows meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows(&self, r: std::ops::Range<usize>) -> &mut [f32] {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.data.part(r.start * self.width..r.end * self.width) }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
@@ -200,8 +241,6 @@ pub enum ForwardError {
     TokenOutOfVocab { id: u32, vocab: usize },
     #[error(transparent)]
     Cache(#[from] KvError),
-    #[error("attention failed: {0}")]
-    Attention(#[from] candle_core::Error),
 }
 
 struct Layer {
@@ -432,15 +471,30 @@ impl Model {
             att,
             out,
         } = w;
+        let (qw, kvw) = (hp.n_head * hd, hp.n_kv_head * hd);
         // Only the looked-up rows of the embedding table are widened.
-        for (&t, row) in tokens.iter().zip(x.chunks_exact_mut(e)) {
-            self.tok_embd.dequantize_row(t as usize, row);
-            if let Some(s) = hp.embed_scale {
-                row.iter_mut().for_each(|v| *v *= s);
-            }
+        {
+            let x = Rows::new(x, e);
+            for_rows(seq, &|r| {
+                // SAFETY: each task has its own rows.
+                let x = unsafe { x.rows(r.clone()) };
+                for (&t, row) in tokens[r].iter().zip(x.chunks_exact_mut(e)) {
+                    self.tok_embd.dequantize_row(t as usize, row);
+                    if let Some(s) = hp.embed_scale {
+                        row.iter_mut().for_each(|v| *v *= s);
+                    }
+                }
+            });
         }
         for (il, layer) in self.layers.iter().enumerate() {
-            ops::rms_norm(x, &layer.attn_norm, hp.eps, h);
+            {
+                let (xr, hr) = (Rows::new(x, e), Rows::new(h, e));
+                for_rows(seq, &|r| {
+                    // SAFETY: each task has its own rows.
+                    let (x, h) = unsafe { (xr.rows(r.clone()), hr.rows(r)) };
+                    ops::rms_norm(x, &layer.attn_norm, hp.eps, h);
+                });
+            }
             // Self-attention: fused Q/K/V, RoPE, cache, attention, output.
             QMatrix::matmul_many(
                 &[&layer.wq, &layer.wk, &layer.wv],
@@ -448,30 +502,34 @@ impl Model {
                 seq,
                 &mut [&mut q[..], &mut k[..], &mut v[..]],
             );
-            if let Some(wn) = &layer.q_norm {
-                ops::rms_norm_inplace(q, wn, hp.eps);
-            }
-            if let Some(wn) = &layer.k_norm {
-                ops::rms_norm_inplace(k, wn, hp.eps);
-            }
             let rope = match (&self.rope_local, layer.local_rope) {
                 (Some(r), true) => r,
                 _ => &self.rope_global,
             };
-            for t in 0..seq {
-                rope.apply(
-                    &mut q[t * hp.n_head * hd..(t + 1) * hp.n_head * hd],
-                    pos + t,
-                    hp.rope_style,
-                );
-                rope.apply(
-                    &mut k[t * hp.n_kv_head * hd..(t + 1) * hp.n_kv_head * hd],
-                    pos + t,
-                    hp.rope_style,
-                );
-            }
-            if let Some(s) = hp.query_scale {
-                q.iter_mut().for_each(|x| *x *= s);
+            {
+                let (qr, kr) = (Rows::new(q, qw), Rows::new(k, kvw));
+                for_rows(seq, &|r| {
+                    let t0 = r.start;
+                    // SAFETY: each task has its own rows.
+                    let (q, k) = unsafe { (qr.rows(r.clone()), kr.rows(r)) };
+                    if let Some(wn) = &layer.q_norm {
+                        ops::rms_norm_inplace(q, wn, hp.eps);
+                    }
+                    if let Some(wn) = &layer.k_norm {
+                        ops::rms_norm_inplace(k, wn, hp.eps);
+                    }
+                    for (t, (qt, kt)) in q
+                        .chunks_exact_mut(qw)
+                        .zip(k.chunks_exact_mut(kvw))
+                        .enumerate()
+                    {
+                        rope.apply(qt, pos + t0 + t, hp.rope_style);
+                        rope.apply(kt, pos + t0 + t, hp.rope_style);
+                    }
+                    if let Some(s) = hp.query_scale {
+                        q.iter_mut().for_each(|x| *x *= s);
+                    }
+                });
             }
             cache.write(il, k, v, seq)?;
             let shape = attention::Shape {
@@ -481,29 +539,51 @@ impl Model {
                 scale: hp.score_scale,
                 window: layer.window,
             };
-            attention::attend(q, seq, pos, &cache.layer(il), &shape, att)?;
+            attention::attend(q, seq, pos, &cache.layer(il), &shape, att);
             layer.wo.matmul(att, seq, out);
-            if let Some(wn) = &layer.post_attn_norm {
-                ops::rms_norm_inplace(out, wn, hp.eps);
+            {
+                let (xr, hr, or) = (Rows::new(x, e), Rows::new(h, e), Rows::new(out, e));
+                for_rows(seq, &|r| {
+                    // SAFETY: each task has its own rows.
+                    let (x, h, out) =
+                        unsafe { (xr.rows(r.clone()), hr.rows(r.clone()), or.rows(r)) };
+                    if let Some(wn) = &layer.post_attn_norm {
+                        ops::rms_norm_inplace(out, wn, hp.eps);
+                    }
+                    ops::add(x, out);
+                    ops::rms_norm(x, &layer.ffn_norm, hp.eps, h);
+                });
             }
-            ops::add(x, out);
             // Feed-forward: fused gate/up.
-            ops::rms_norm(x, &layer.ffn_norm, hp.eps, h);
             QMatrix::matmul_many(
                 &[&layer.w_gate, &layer.w_up],
                 h,
                 seq,
                 &mut [&mut gate[..], &mut up[..]],
             );
-            match hp.activation {
-                Activation::Silu => ops::swiglu(gate, up),
-                Activation::GeluTanh => ops::geglu(gate, up),
+            {
+                let (gr, ur) = (Rows::new(gate, hp.n_ff), Rows::new(up, hp.n_ff));
+                for_rows(seq, &|r| {
+                    // SAFETY: each task has its own rows.
+                    let (gate, up) = unsafe { (gr.rows(r.clone()), ur.rows(r)) };
+                    match hp.activation {
+                        Activation::Silu => ops::swiglu(gate, up),
+                        Activation::GeluTanh => ops::geglu(gate, up),
+                    }
+                });
             }
             layer.w_down.matmul(gate, seq, h);
-            if let Some(wn) = &layer.post_ffn_norm {
-                ops::rms_norm_inplace(h, wn, hp.eps);
+            {
+                let (xr, hr) = (Rows::new(x, e), Rows::new(h, e));
+                for_rows(seq, &|r| {
+                    // SAFETY: each task has its own rows.
+                    let (x, h) = unsafe { (xr.rows(r.clone()), hr.rows(r)) };
+                    if let Some(wn) = &layer.post_ffn_norm {
+                        ops::rms_norm_inplace(h, wn, hp.eps);
+                    }
+                    ops::add(x, h);
+                });
             }
-            ops::add(x, h);
         }
         cache.advance(seq);
         let Some(which) = logits else {

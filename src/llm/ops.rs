@@ -167,6 +167,42 @@ fn silu_v(x: f32) -> f32 {
     x / (1.0 + exp_v(-x))
 }
 
+/// Softmax without the division: `row[i] = e^(row[i] - max)` in place,
+/// returning the sum, with ggml's vectorized `expf` (its
+/// `ggml_vec_soft_max_f32`). The caller divides whatever is smaller.
+pub fn softmax_unscaled(row: &mut [f32]) -> f32 {
+    let max = row
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return 0.0;
+    }
+    #[cfg(target_arch = "x86_64")]
+    let (done, mut sum) = if crate::llm::quant::x86::has_avx2() {
+        // SAFETY: AVX2/FMA were detected.
+        unsafe { x86::exp_sub(row, max) }
+    } else {
+        (0, 0.0)
+    };
+    #[cfg(target_arch = "aarch64")]
+    let (done, mut sum) = {
+        let mut sum = 0f64;
+        for x in row.iter_mut() {
+            *x = exp_v(*x - max);
+            sum += f64::from(*x);
+        }
+        (row.len(), sum)
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let (done, mut sum) = (0, 0f64);
+    for x in &mut row[done..] {
+        *x = (*x - max).exp();
+        sum += f64::from(*x);
+    }
+    sum as f32
+}
+
 /// `gate = gelu(gate) * up` with GELU (tanh form) read from ggml's table:
 /// the input rounded to f16 indexes f16 results.
 pub fn geglu(gate: &mut [f32], up: &[f32]) {
@@ -220,6 +256,31 @@ mod x86 {
             }
         }
         n
+    }
+
+    /// `x = e^(x - max)` over whole groups of 8, returning how many it did
+    /// and their sum (accumulated in f64, as ggml does).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp_sub(row: &mut [f32], max: f32) -> (usize, f64) {
+        let n = row.len() / 8 * 8;
+        let m = _mm256_set1_ps(max);
+        let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= row.len().
+            unsafe {
+                let p = row.as_mut_ptr().add(i);
+                let e = expf(_mm256_sub_ps(_mm256_loadu_ps(p), m));
+                _mm256_storeu_ps(p, e);
+                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(e)));
+            }
+        }
+        let s = _mm256_add_pd(lo, hi);
+        let s = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd::<1>(s));
+        (n, _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s))))
     }
 
     #[inline]
