@@ -9,8 +9,10 @@
 //! GFLOP/s (2 · rows · cols · batch per product). Threads: all cores, or
 //! `RAYON_NUM_THREADS`.
 //!
-//! Bandwidth: a 1 GiB buffer summed as 64-bit words by 1 and by 2 threads
-//! of Hearth's pool, best of 5 passes.
+//! Bandwidth: a buffer summed as 64-bit words by 1 and by 2 threads of
+//! Hearth's pool, best of 5 passes; 1 GiB (main memory), and 240 and 96
+//! MiB (about the Gemma 3 and SmolLM2 files: what decode streams per token).
+//! `cargo bench --bench kernels -- bandwidth` stops after this table.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,9 @@ const COLS: usize = 4096;
 
 fn main() {
     bandwidth();
+    if std::env::args().any(|a| a == "bandwidth") {
+        return;
+    }
     println!();
     println!(
         "kernels: {ROWS} x {COLS}, {} compute threads",
@@ -92,32 +97,37 @@ fn random_matrix(ty: QType, seed: &mut u64) -> QMatrix {
     QMatrix::new(ty, ROWS, COLS, Bytes::copy_from(&bytes)).expect("valid matrix")
 }
 
-/// Read bandwidth with 1 and 2 threads (see the module doc).
+/// Read bandwidth with 1 and 2 threads (see the module doc), over 1 GiB
+/// (main memory) and over buffers the size of the shipped model files
+/// (which a large last-level cache may hold between passes).
 fn bandwidth() {
-    let words: Vec<u64> = (0..(1usize << 27)).map(|i| i as u64).collect();
-    println!(
-        "memory read bandwidth, {} MiB summed:",
-        (words.len() * 8) >> 20
-    );
-    for threads in [1usize, 2] {
-        let pool = Pool::new(threads);
-        let tasks = 64;
-        let per = words.len() / tasks;
-        let sums: Vec<std::sync::atomic::AtomicU64> = (0..tasks)
-            .map(|_| std::sync::atomic::AtomicU64::new(0))
-            .collect();
-        let mut best = Duration::MAX;
-        for _ in 0..5 {
-            let t = Instant::now();
-            pool.run(tasks, &|i| {
-                let s = words[i * per..(i + 1) * per]
-                    .iter()
-                    .fold(0u64, |a, &w| a.wrapping_add(w));
-                sums[i].store(s, std::sync::atomic::Ordering::Relaxed);
-            });
-            best = best.min(t.elapsed());
+    println!("memory read bandwidth (u64 words summed on Hearth's pool, best of 5):");
+    println!("| buffer | 1 thread | 2 threads |");
+    println!("| -----: | -------: | --------: |");
+    for mib in [1024usize, 240, 96] {
+        let words: Vec<u64> = (0..(mib << 17)).map(|i| i as u64).collect();
+        let mut row = format!("| {mib} MiB |");
+        for threads in [1usize, 2] {
+            let pool = Pool::new(threads);
+            let tasks = 64;
+            let per = words.len() / tasks;
+            let sums: Vec<std::sync::atomic::AtomicU64> = (0..tasks)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect();
+            let mut best = Duration::MAX;
+            for _ in 0..5 {
+                let t = Instant::now();
+                pool.run(tasks, &|i| {
+                    let s = words[i * per..(i + 1) * per]
+                        .iter()
+                        .fold(0u64, |a, &w| a.wrapping_add(w));
+                    sums[i].store(s, std::sync::atomic::Ordering::Relaxed);
+                });
+                best = best.min(t.elapsed());
+            }
+            let gbs = (words.len() * 8) as f64 / best.as_secs_f64() / 1e9;
+            row += &format!(" {gbs:.1} GB/s |");
         }
-        let gbs = (words.len() * 8) as f64 / best.as_secs_f64() / 1e9;
-        println!("  {threads} thread(s): {gbs:.1} GB/s");
+        println!("{row}");
     }
 }
