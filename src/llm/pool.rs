@@ -11,7 +11,11 @@
 //! caller only waits for workers that actually joined a job: when another
 //! process takes a core, the thread that still runs takes the tasks the
 //! descheduled one would have, instead of everyone waiting for it (a
-//! fixed split made two threads slower than one under load).
+//! fixed split made two threads slower than one under load). A worker
+//! descheduled in the middle of a task still holds the caller up; when
+//! that happens ([`STALL`]) the caller runs the following jobs alone for a
+//! few milliseconds, longer while it keeps happening ([`SOLO_MIN`],
+//! [`SOLO_MAX`]), then tries the workers again.
 //!
 //! Must not know what the tasks compute.
 
@@ -22,6 +26,16 @@ use std::time::{Duration, Instant};
 
 /// How long a worker keeps looking for the next job before it parks.
 const SPIN: Duration = Duration::from_micros(200);
+
+/// A job stalled when the caller, done with its own tasks, waited longer
+/// than this and longer than its own work for a worker still inside: the
+/// worker lost its core mid-task to another process.
+const STALL: Duration = Duration::from_micros(100);
+
+/// How long jobs then run on the caller alone, at first and at most; the
+/// period doubles while stalls keep coming back and resets when they stop.
+const SOLO_MIN: Duration = Duration::from_millis(5);
+const SOLO_MAX: Duration = Duration::from_millis(200);
 
 /// A job: called with task indices until none are left.
 type Job = dyn Fn(usize) + Sync;
@@ -55,7 +69,50 @@ pub struct Pool {
     shared: Arc<Shared>,
     threads: usize,
     /// Serialises jobs (the model and the embedder share the cores).
-    submit: Mutex<()>,
+    submit: Mutex<Contention>,
+}
+
+/// What the pool knows about other processes taking its cores.
+#[derive(Debug, Default)]
+struct Contention {
+    /// Run jobs on the caller alone until then.
+    solo_until: Option<Instant>,
+    /// The current solo period.
+    backoff: Duration,
+    last_stall: Option<Instant>,
+}
+
+impl Contention {
+    /// True while jobs should not wait for workers.
+    fn solo(&mut self, now: Instant) -> bool {
+        match self.solo_until {
+            Some(until) if now < until => true,
+            Some(_) => {
+                self.solo_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Notes a parallel job in which the caller worked `own` and then
+    /// waited `wait` for the workers.
+    fn record(&mut self, own: Duration, wait: Duration, now: Instant) {
+        if wait <= STALL || wait <= own {
+            return;
+        }
+        let recent = self
+            .last_stall
+            .is_some_and(|t| now.duration_since(t) < self.backoff * 4);
+        self.backoff = if recent {
+            (self.backoff * 2).min(SOLO_MAX)
+        } else {
+            SOLO_MIN
+        };
+        self.last_stall = Some(now);
+        self.solo_until = Some(now + self.backoff);
+        tracing::trace!(?wait, ?own, solo = ?self.backoff, "compute worker stalled; running jobs alone");
+    }
 }
 
 impl Pool {
@@ -82,7 +139,7 @@ impl Pool {
         Self {
             shared,
             threads,
-            submit: Mutex::new(()),
+            submit: Mutex::new(Contention::default()),
         }
     }
 
@@ -110,7 +167,12 @@ impl Pool {
         }
         // A poisoned lock only means another job panicked; the pool's
         // state is consistent between jobs.
-        let _one = self.submit.lock().unwrap_or_else(|p| p.into_inner());
+        let mut contention = self.submit.lock().unwrap_or_else(|p| p.into_inner());
+        let start = Instant::now();
+        if contention.solo(start) {
+            (0..tasks).for_each(f);
+            return;
+        }
         let s = &*self.shared;
         // SAFETY: the job is closed and no worker is active (the previous
         // `run` waited for that), so nobody reads `job` now. The lifetime
@@ -132,9 +194,9 @@ impl Pool {
         take_tasks(s, f);
         // Close: no worker joins from now on; wait for those inside.
         let mut cur = s.state.fetch_or(CLOSED, Ordering::AcqRel) | CLOSED;
-        let start = Instant::now();
+        let own_done = Instant::now();
         while cur & ACTIVE != 0 {
-            if start.elapsed() < SPIN {
+            if own_done.elapsed() < SPIN {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -143,6 +205,8 @@ impl Pool {
         }
         // SAFETY: closed with no worker inside (see above).
         unsafe { *s.job.get() = None };
+        let end = Instant::now();
+        contention.record(own_done - start, end - own_done, end);
     }
 }
 
@@ -292,6 +356,39 @@ mod tests {
             }
         }
         assert_eq!(sum.load(Ordering::Relaxed), 2000 * 28);
+    }
+
+    #[test]
+    fn stalls_send_jobs_to_the_caller_for_a_growing_while() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = Contention::default();
+        // Waiting less than one's own work is not a stall.
+        c.record(ms(2), ms(1), t0);
+        assert!(!c.solo(t0));
+        c.record(Duration::from_micros(10), Duration::from_micros(50), t0);
+        assert!(!c.solo(t0));
+        // A stall: alone for SOLO_MIN, then workers again.
+        c.record(Duration::from_micros(30), ms(1), t0);
+        assert!(c.solo(t0 + ms(1)));
+        assert!(!c.solo(t0 + SOLO_MIN));
+        // Stalls that keep coming back double the period, up to SOLO_MAX.
+        let mut now = t0 + SOLO_MIN;
+        let mut last = SOLO_MIN;
+        for _ in 0..10 {
+            c.record(Duration::from_micros(30), ms(1), now);
+            assert!(c.backoff >= last && c.backoff <= SOLO_MAX);
+            last = c.backoff;
+            now += c.backoff;
+        }
+        assert_eq!(c.backoff, SOLO_MAX);
+        // After a quiet stretch, a stall starts from SOLO_MIN again.
+        c.record(
+            Duration::from_micros(30),
+            ms(1),
+            now + Duration::from_secs(5),
+        );
+        assert_eq!(c.backoff, SOLO_MIN);
     }
 
     #[test]
