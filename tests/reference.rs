@@ -103,9 +103,12 @@ impl Agreement {
         for &id in c.greedy_ids.iter().take(c.top5.len()) {
             rows.push(logits.clone());
             if rows.len() < c.top5.len() {
-                logits = model
-                    .forward(&[id], conv.cache_mut(), Logits::Last)
+                // The decode loop's path: the same vector every token.
+                let buf = logits.as_ptr();
+                model
+                    .forward_into(&[id], conv.cache_mut(), Logits::Last, &mut logits)
                     .unwrap();
+                assert_eq!(logits.as_ptr(), buf, "decode reallocated its logits");
             }
         }
         for (i, top5) in c.top5.iter().enumerate() {

@@ -275,12 +275,13 @@ fn time_test(engine: &Engine, ids: &[u32], prefill: bool) -> anyhow::Result<f64>
     let mut conv = engine.new_conversation()?;
     let model = engine.model();
     let cache = conv.cache_mut();
+    let mut logits = Vec::new();
     let start = Instant::now();
     if prefill {
-        model.forward(ids, cache, Logits::Last)?;
+        model.forward_into(ids, cache, Logits::Last, &mut logits)?;
     } else {
         for &id in ids {
-            model.forward(&[id], cache, Logits::Last)?;
+            model.forward_into(&[id], cache, Logits::Last, &mut logits)?;
         }
     }
     Ok(start.elapsed().as_secs_f64())

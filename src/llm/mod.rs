@@ -401,7 +401,8 @@ impl Engine {
                 stop = StopReason::ContextFull;
                 break;
             }
-            logits = self.model.forward(&[id], &mut conv.cache, Logits::Last)?;
+            self.model
+                .forward_into(&[id], &mut conv.cache, Logits::Last, &mut logits)?;
             conv.tokens.push(id);
         }
         let tail = decoder.finish();

@@ -404,6 +404,20 @@ impl Model {
         cache: &mut KvCache,
         logits: Logits,
     ) -> Result<Vec<f32>, ForwardError> {
+        let mut out = Vec::new();
+        self.forward_into(tokens, cache, logits, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::forward`] into `out` (resized to the logits), so a decode
+    /// loop that passes the same vector allocates nothing per token.
+    pub fn forward_into(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        logits: Logits,
+        out: &mut Vec<f32>,
+    ) -> Result<(), ForwardError> {
         if tokens.is_empty() {
             return Err(ForwardError::Empty);
         }
@@ -421,30 +435,38 @@ impl Model {
             }
             .into());
         }
-        let mut out = Vec::new();
+        let rows = match logits {
+            Logits::Last => 1,
+            Logits::All => tokens.len(),
+        };
+        // Every element is overwritten below; growing zero-fills once.
+        out.resize(rows * self.hp.vocab_size, 0.0);
         let n = tokens.len().div_ceil(PREFILL_CHUNK);
+        let mut at = 0;
         for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
             let want = match logits {
                 Logits::All => Some(Logits::All),
                 Logits::Last if i + 1 == n => Some(Logits::Last),
                 Logits::Last => None,
             };
-            if let Some(rows) = self.forward_chunk(chunk, cache, want)? {
-                out.extend_from_slice(&rows);
-            }
+            at += self.forward_chunk(chunk, cache, want, &mut out[at..])?;
         }
-        Ok(out)
+        debug_assert_eq!(at, out.len());
+        Ok(())
     }
 
+    /// One chunk; writes the logits `logits` asks for at the start of
+    /// `out` and returns how many values that was.
     fn forward_chunk(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         logits: Option<Logits>,
-    ) -> Result<Option<Vec<f32>>, ForwardError> {
+        out: &mut [f32],
+    ) -> Result<usize, ForwardError> {
         WORKSPACE.with(|w| {
             let mut w = w.borrow_mut();
-            self.forward_in(tokens, cache, logits, &mut w)
+            self.forward_in(tokens, cache, logits, &mut w, out)
         })
     }
 
@@ -454,7 +476,8 @@ impl Model {
         cache: &mut KvCache,
         logits: Option<Logits>,
         w: &mut Workspace,
-    ) -> Result<Option<Vec<f32>>, ForwardError> {
+        logits_out: &mut [f32],
+    ) -> Result<usize, ForwardError> {
         let hp = &self.hp;
         let (seq, e) = (tokens.len(), hp.n_embd);
         let pos = cache.len();
@@ -587,7 +610,7 @@ impl Model {
         }
         cache.advance(seq);
         let Some(which) = logits else {
-            return Ok(None);
+            return Ok(0);
         };
         let rows = match which {
             Logits::Last => &x[(seq - 1) * e..],
@@ -596,9 +619,9 @@ impl Model {
         let m = rows.len() / e;
         let normed = &mut h[..rows.len()];
         ops::rms_norm(rows, &self.output_norm, hp.eps, normed);
-        let mut logits = vec![0f32; m * hp.vocab_size];
-        self.output.matmul(normed, m, &mut logits);
-        Ok(Some(logits))
+        let n = m * hp.vocab_size;
+        self.output.matmul(normed, m, &mut logits_out[..n]);
+        Ok(n)
     }
 
     /// Bytes of weights the model reads (memory-mapped from the file).
