@@ -5,6 +5,10 @@
 //! ([`super::dot`]), so every result here is bit-identical to the portable
 //! one and the model's output does not depend on the board.
 //!
+//! The legacy types (`Q4_0`, `Q4_1`, `Q5_0`, `Q8_0`) also have four-row
+//! tiles for prefill, which unpack each weight block once for four
+//! activation rows and give each row the single-row kernel's result.
+//!
 //! Two sets: the functions at the top level use only ARMv8.0 NEON
 //! (`smull`/`sadalp`: Raspberry Pi 3 and 4, Cortex-A53/A72); [`dotprod`]
 //! uses ARMv8.2's `sdot` (Pi 5, Cortex-A76) and is handed out only when
@@ -84,38 +88,105 @@ unsafe fn nibbles(v: uint8x16_t) -> (int8x16_t, int8x16_t) {
     }
 }
 
+/// A 32-value block type whose weights unpack to 32 signed bytes (low 16,
+/// high 16), combined with its activation block's scales in the portable
+/// kernel's float order.
+trait Legacy {
+    type W;
+    type A;
+    /// # Safety
+    /// NEON (the aarch64 baseline) only.
+    unsafe fn unpack(x: &Self::W) -> (int8x16_t, int8x16_t);
+    fn quants(y: &Self::A) -> &[i8; 32];
+    /// `sumf` plus this block's contribution, as [`super::dot`] adds it.
+    fn add(sumf: f32, sumi: i32, x: &Self::W, y: &Self::A) -> f32;
+}
+
+/// One block's integer dot product.
 #[inline(always)]
-unsafe fn q4_0_with<D: DotI8>(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+unsafe fn block_sum<D: DotI8>(lo: int8x16_t, hi: int8x16_t, q: &[i8; 32]) -> i32 {
+    // SAFETY: 16-byte loads from a 32-byte array; the caller guarantees
+    // the instructions `D` uses.
+    unsafe {
+        let acc = D::dot(vdupq_n_s32(0), lo, load_i8(&q[..16]));
+        vaddvq_s32(D::dot(acc, hi, load_i8(&q[16..])))
+    }
+}
+
+#[inline(always)]
+unsafe fn legacy_with<L: Legacy, D: DotI8>(w: &[L::W], a: &[L::A]) -> f32 {
     let mut sumf = 0f32;
     for (x, y) in w.iter().zip(a) {
-        // SAFETY: 16-byte loads from 16- and 32-byte arrays; the caller
-        // guarantees the instructions `D` uses.
+        // SAFETY: the caller guarantees the instructions `D` uses.
         let sumi = unsafe {
-            let (lo, hi) = nibbles(load_u8(&x.qs));
-            let eight = vdupq_n_s8(8);
-            let lo = vsubq_s8(lo, eight);
-            let hi = vsubq_s8(hi, eight);
-            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(&y.qs[..16]));
-            vaddvq_s32(D::dot(acc, hi, load_i8(&y.qs[16..])))
+            let (lo, hi) = L::unpack(x);
+            block_sum::<D>(lo, hi, L::quants(y))
         };
-        sumf += sumi as f32 * (h2f(x.d) * h2f(y.d));
+        sumf = L::add(sumf, sumi, x, y);
     }
     sumf
 }
 
+/// One weight row with four activation rows: each block unpacked once,
+/// every row's sum in [`legacy_with`]'s order (so bit-identical to it).
 #[inline(always)]
-unsafe fn q4_1_with<D: DotI8>(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
-    let mut sumf = 0f32;
-    for (x, y) in w.iter().zip(a) {
-        // SAFETY: as in `q4_0_with`.
-        let sumi = unsafe {
-            let (lo, hi) = nibbles(load_u8(&x.qs));
-            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(&y.qs[..16]));
-            vaddvq_s32(D::dot(acc, hi, load_i8(&y.qs[16..])))
-        };
-        sumf += (h2f(x.d) * h2f(y.d)) * sumi as f32 + h2f(x.m) * h2f(y.s);
+unsafe fn legacy_x4_with<L: Legacy, D: DotI8>(w: &[L::W], a: [&[L::A]; 4]) -> [f32; 4] {
+    let mut sumf = [0f32; 4];
+    for (b, x) in w.iter().enumerate() {
+        // SAFETY: as above.
+        let (lo, hi) = unsafe { L::unpack(x) };
+        for (s, row) in sumf.iter_mut().zip(a) {
+            let y = &row[b];
+            // SAFETY: as above.
+            let sumi = unsafe { block_sum::<D>(lo, hi, L::quants(y)) };
+            *s = L::add(*s, sumi, x, y);
+        }
     }
     sumf
+}
+
+struct Q4_0;
+
+impl Legacy for Q4_0 {
+    type W = BlockQ4_0;
+    type A = BlockQ8_0;
+    #[inline(always)]
+    unsafe fn unpack(x: &BlockQ4_0) -> (int8x16_t, int8x16_t) {
+        // SAFETY: a 16-byte load from a 16-byte array; NEON baseline.
+        unsafe {
+            let (lo, hi) = nibbles(load_u8(&x.qs));
+            let eight = vdupq_n_s8(8);
+            (vsubq_s8(lo, eight), vsubq_s8(hi, eight))
+        }
+    }
+    #[inline(always)]
+    fn quants(y: &BlockQ8_0) -> &[i8; 32] {
+        &y.qs
+    }
+    #[inline(always)]
+    fn add(sumf: f32, sumi: i32, x: &BlockQ4_0, y: &BlockQ8_0) -> f32 {
+        sumf + sumi as f32 * (h2f(x.d) * h2f(y.d))
+    }
+}
+
+struct Q4_1;
+
+impl Legacy for Q4_1 {
+    type W = BlockQ4_1;
+    type A = BlockQ8_1;
+    #[inline(always)]
+    unsafe fn unpack(x: &BlockQ4_1) -> (int8x16_t, int8x16_t) {
+        // SAFETY: as for `Q4_0`.
+        unsafe { nibbles(load_u8(&x.qs)) }
+    }
+    #[inline(always)]
+    fn quants(y: &BlockQ8_1) -> &[i8; 32] {
+        &y.qs
+    }
+    #[inline(always)]
+    fn add(sumf: f32, sumi: i32, x: &BlockQ4_1, y: &BlockQ8_1) -> f32 {
+        sumf + ((h2f(x.d) * h2f(y.d)) * sumi as f32 + h2f(x.m) * h2f(y.s))
+    }
 }
 
 /// 0x10 in each of 16 bytes whose bit is set in `lo` (bytes 0..8) and
@@ -131,38 +202,53 @@ unsafe fn fifth_bits(lo: u8, hi: u8) -> uint8x16_t {
     }
 }
 
-#[inline(always)]
-unsafe fn q5_0_with<D: DotI8>(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
-    let mut sumf = 0f32;
-    for (x, y) in w.iter().zip(a) {
-        // SAFETY: as in `q4_0_with`.
-        let sumi = unsafe {
+struct Q5_0;
+
+impl Legacy for Q5_0 {
+    type W = BlockQ5_0;
+    type A = BlockQ8_0;
+    #[inline(always)]
+    unsafe fn unpack(x: &BlockQ5_0) -> (int8x16_t, int8x16_t) {
+        // SAFETY: as for `Q4_0`.
+        unsafe {
             let v = load_u8(&x.qs);
             let lo = vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0F)), fifth_bits(x.qh[0], x.qh[1]));
             let hi = vorrq_u8(vshrq_n_u8::<4>(v), fifth_bits(x.qh[2], x.qh[3]));
             let sixteen = vdupq_n_s8(16);
-            let lo = vsubq_s8(vreinterpretq_s8_u8(lo), sixteen);
-            let hi = vsubq_s8(vreinterpretq_s8_u8(hi), sixteen);
-            let acc = D::dot(vdupq_n_s32(0), lo, load_i8(&y.qs[..16]));
-            vaddvq_s32(D::dot(acc, hi, load_i8(&y.qs[16..])))
-        };
-        sumf += (h2f(x.d) * h2f(y.d)) * sumi as f32;
+            (
+                vsubq_s8(vreinterpretq_s8_u8(lo), sixteen),
+                vsubq_s8(vreinterpretq_s8_u8(hi), sixteen),
+            )
+        }
     }
-    sumf
+    #[inline(always)]
+    fn quants(y: &BlockQ8_0) -> &[i8; 32] {
+        &y.qs
+    }
+    #[inline(always)]
+    fn add(sumf: f32, sumi: i32, x: &BlockQ5_0, y: &BlockQ8_0) -> f32 {
+        sumf + (h2f(x.d) * h2f(y.d)) * sumi as f32
+    }
 }
 
-#[inline(always)]
-unsafe fn q8_0_with<D: DotI8>(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
-    let mut sumf = 0f32;
-    for (x, y) in w.iter().zip(a) {
-        // SAFETY: as in `q4_0_with`.
-        let sumi = unsafe {
-            let acc = D::dot(vdupq_n_s32(0), load_i8(&x.qs[..16]), load_i8(&y.qs[..16]));
-            vaddvq_s32(D::dot(acc, load_i8(&x.qs[16..]), load_i8(&y.qs[16..])))
-        };
-        sumf += sumi as f32 * (h2f(x.d) * h2f(y.d));
+struct Q8_0;
+
+impl Legacy for Q8_0 {
+    type W = BlockQ8_0;
+    type A = BlockQ8_0;
+    #[inline(always)]
+    unsafe fn unpack(x: &BlockQ8_0) -> (int8x16_t, int8x16_t) {
+        // SAFETY: 16-byte loads from a 32-byte array; NEON baseline.
+        unsafe { (load_i8(&x.qs[..16]), load_i8(&x.qs[16..])) }
     }
-    sumf
+    #[inline(always)]
+    fn quants(y: &BlockQ8_0) -> &[i8; 32] {
+        &y.qs
+    }
+    #[inline(always)]
+    fn add(sumf: f32, sumi: i32, x: &BlockQ8_0, y: &BlockQ8_0) -> f32 {
+        sumf + sumi as f32 * (h2f(x.d) * h2f(y.d))
+    }
 }
 
 /// `Q4_K` in the order of [`super::dot::q4_k_with`] (`PER64`: its
@@ -296,14 +382,32 @@ macro_rules! baseline {
     };
 }
 
-baseline!(q4_0, q4_0_with::<Mull>, BlockQ4_0, BlockQ8_0);
-baseline!(q4_1, q4_1_with::<Mull>, BlockQ4_1, BlockQ8_1);
-baseline!(q5_0, q5_0_with::<Mull>, BlockQ5_0, BlockQ8_0);
-baseline!(q8_0, q8_0_with::<Mull>, BlockQ8_0, BlockQ8_0);
+baseline!(q4_0, legacy_with::<Q4_0, Mull>, BlockQ4_0, BlockQ8_0);
+baseline!(q4_1, legacy_with::<Q4_1, Mull>, BlockQ4_1, BlockQ8_1);
+baseline!(q5_0, legacy_with::<Q5_0, Mull>, BlockQ5_0, BlockQ8_0);
+baseline!(q8_0, legacy_with::<Q8_0, Mull>, BlockQ8_0, BlockQ8_0);
 baseline!(q4_k, q4_k_with::<Mull, false>, BlockQ4K, BlockQ8K);
 baseline!(q4_k_batched, q4_k_with::<Mull, true>, BlockQ4K, BlockQ8K);
 baseline!(q6_k, q6_k_lanes, BlockQ6K, BlockQ8K);
 baseline!(q6_k_batched, q6_k_batched_with::<Mull>, BlockQ6K, BlockQ8K);
+
+macro_rules! baseline_x4 {
+    ($name:ident, $l:ty, $w:ty, $a:ty) => {
+        pub fn $name(w: &[$w], a: [&[$a]; 4]) -> [f32; 4] {
+            assert!(
+                a.iter().all(|r| r.len() >= w.len()),
+                "activation rows too short"
+            );
+            // SAFETY: NEON is part of the aarch64 baseline.
+            unsafe { legacy_x4_with::<$l, Mull>(w, a) }
+        }
+    };
+}
+
+baseline_x4!(q4_0_x4, Q4_0, BlockQ4_0, BlockQ8_0);
+baseline_x4!(q4_1_x4, Q4_1, BlockQ4_1, BlockQ8_1);
+baseline_x4!(q5_0_x4, Q5_0, BlockQ5_0, BlockQ8_0);
+baseline_x4!(q8_0_x4, Q8_0, BlockQ8_0, BlockQ8_0);
 
 /// The same kernels with `sdot` (ARMv8.2 dotprod).
 pub mod dotprod {
@@ -326,10 +430,58 @@ pub mod dotprod {
         };
     }
 
-    with_sdot!(q4_0, q4_0_sdot, q4_0_with::<Sdot>, BlockQ4_0, BlockQ8_0);
-    with_sdot!(q4_1, q4_1_sdot, q4_1_with::<Sdot>, BlockQ4_1, BlockQ8_1);
-    with_sdot!(q5_0, q5_0_sdot, q5_0_with::<Sdot>, BlockQ5_0, BlockQ8_0);
-    with_sdot!(q8_0, q8_0_sdot, q8_0_with::<Sdot>, BlockQ8_0, BlockQ8_0);
+    with_sdot!(
+        q4_0,
+        q4_0_sdot,
+        legacy_with::<Q4_0, Sdot>,
+        BlockQ4_0,
+        BlockQ8_0
+    );
+    with_sdot!(
+        q4_1,
+        q4_1_sdot,
+        legacy_with::<Q4_1, Sdot>,
+        BlockQ4_1,
+        BlockQ8_1
+    );
+    with_sdot!(
+        q5_0,
+        q5_0_sdot,
+        legacy_with::<Q5_0, Sdot>,
+        BlockQ5_0,
+        BlockQ8_0
+    );
+    with_sdot!(
+        q8_0,
+        q8_0_sdot,
+        legacy_with::<Q8_0, Sdot>,
+        BlockQ8_0,
+        BlockQ8_0
+    );
+
+    macro_rules! tile_sdot {
+        ($name:ident, $inner:ident, $l:ty, $w:ty, $a:ty) => {
+            #[target_feature(enable = "dotprod")]
+            unsafe fn $inner(w: &[$w], a: [&[$a]; 4]) -> [f32; 4] {
+                // SAFETY: compiled with `dotprod`, which `Sdot` needs.
+                unsafe { legacy_x4_with::<$l, Sdot>(w, a) }
+            }
+
+            pub fn $name(w: &[$w], a: [&[$a]; 4]) -> [f32; 4] {
+                assert!(
+                    a.iter().all(|r| r.len() >= w.len()),
+                    "activation rows too short"
+                );
+                // SAFETY: as in `with_sdot!`.
+                unsafe { $inner(w, a) }
+            }
+        };
+    }
+
+    tile_sdot!(q4_0_x4, q4_0_x4_sdot, Q4_0, BlockQ4_0, BlockQ8_0);
+    tile_sdot!(q4_1_x4, q4_1_x4_sdot, Q4_1, BlockQ4_1, BlockQ8_1);
+    tile_sdot!(q5_0_x4, q5_0_x4_sdot, Q5_0, BlockQ5_0, BlockQ8_0);
+    tile_sdot!(q8_0_x4, q8_0_x4_sdot, Q8_0, BlockQ8_0, BlockQ8_0);
     with_sdot!(
         q4_k,
         q4_k_sdot,

@@ -709,23 +709,27 @@ mod kernels {
                 }
             }
         };
-        ($name:ident, $w:ty, vnni) => {
+        ($name:ident, $w:ty, legacy) => {
             pub fn $name(isa: Isa) -> Option<super::TileFn<$w>> {
                 match isa {
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2 => Some(super::x86::$name),
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2Vnni => Some(super::x86::vnni::$name),
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::Neon => Some(super::arm::$name),
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::NeonDotprod => Some(super::arm::dotprod::$name),
                     _ => None,
                 }
             }
         };
     }
 
-    pick_tile!(q4_0_x4, BlockQ4_0, vnni);
-    pick_tile!(q4_1_x4, BlockQ4_1, vnni);
-    pick_tile!(q5_0_x4, BlockQ5_0, vnni);
-    pick_tile!(q8_0_x4, BlockQ8_0, vnni);
+    pick_tile!(q4_0_x4, BlockQ4_0, legacy);
+    pick_tile!(q4_1_x4, BlockQ4_1, legacy);
+    pick_tile!(q5_0_x4, BlockQ5_0, legacy);
+    pick_tile!(q8_0_x4, BlockQ8_0, legacy);
     pick_tile!(q4_k_x4, BlockQ4K);
     pick_tile!(q6_k_x4, BlockQ6K);
 }
