@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Proves the engine on ARM without a board: cross-compiles the kernel unit
 # tests and the llama.cpp reference tests to aarch64 and runs them under
-# qemu-user as two CPUs:
+# qemu-user as three CPUs:
 #   cortex-a72  Raspberry Pi 4, ARMv8.0: must pick the `neon` kernels
 #               (no `sdot`: a kernel that used it would die with SIGILL)
 #   cortex-a76  Raspberry Pi 5, ARMv8.2: must pick `neon-dotprod`
+#               (no `smmla`)
+#   max         everything qemu emulates (ARMv8.6+ i8mm): `neon-i8mm`
 #
 # Needs: rustup's aarch64-unknown-linux-gnu target, Debian's
 # gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu and qemu-user
@@ -13,8 +15,8 @@
 # Usage: scripts/test-arm.sh [--install] [--quick] [--cpu NAME]...
 #   --install  installs the cross toolchain and qemu (apt, rustup)
 #   --quick    kernel unit tests only (seconds per CPU; the reference tests
-#              take ~9 minutes per CPU under emulation)
-#   --cpu      a qemu CPU model (default: cortex-a72 and cortex-a76)
+#              take 8-13 minutes per CPU under emulation)
+#   --cpu      a qemu CPU model (default: cortex-a72, cortex-a76, max)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,12 +29,12 @@ while [ $# -gt 0 ]; do
         --install) install=1 ;;
         --quick) quick=1 ;;
         --cpu) cpus+=("$2"); shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test-arm: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#cpus[@]} -gt 0 ] || cpus=(cortex-a72 cortex-a76)
+[ ${#cpus[@]} -gt 0 ] || cpus=(cortex-a72 cortex-a76 max)
 
 have_tools() {
     command -v aarch64-linux-gnu-gcc >/dev/null && command -v aarch64-linux-gnu-g++ >/dev/null \
@@ -67,6 +69,7 @@ fi
 expect() {
     case "$1" in
         cortex-a72|cortex-a53|cortex-a57) echo neon ;;
+        max) echo neon-i8mm ;;
         *) echo neon-dotprod ;;
     esac
 }

@@ -9,11 +9,13 @@
 //! tiles for prefill, which unpack each weight block once for four
 //! activation rows and give each row the single-row kernel's result.
 //!
-//! Two sets: the functions at the top level use only ARMv8.0 NEON
+//! Three sets: the functions at the top level use only ARMv8.0 NEON
 //! (`smull`/`sadalp`: Raspberry Pi 3 and 4, Cortex-A53/A72); [`dotprod`]
 //! uses ARMv8.2's `sdot` (Pi 5, Cortex-A76) and is handed out only when
-//! `is_aarch64_feature_detected!("dotprod")` says so. `sdot` is emitted by
-//! inline assembly because its intrinsic is not stable Rust yet.
+//! `is_aarch64_feature_detected!("dotprod")` says so; [`i8mm`] adds
+//! ARMv8.6's `smmla` (Cortex-A710/X2, Neoverse N2/V1, Graviton 3) in
+//! two-weight-row tiles. `sdot` and `smmla` are emitted by inline assembly
+//! because their intrinsics are not stable Rust yet.
 
 use std::arch::aarch64::*;
 
@@ -504,4 +506,122 @@ pub mod dotprod {
         BlockQ6K,
         BlockQ8K
     );
+}
+
+/// `smmla`: the 2×8 signed bytes of `a` times the transposed 2×8 of `b`,
+/// added into the 2×2 lanes of `acc` (`[a0·b0, a0·b1, a1·b0, a1·b1]`).
+struct Smmla;
+
+impl Smmla {
+    #[inline(always)]
+    unsafe fn mm(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: only reached from functions compiled with `i8mm`, which
+        // are handed out only when the CPU has it.
+        unsafe {
+            std::arch::asm!(
+                "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                acc = inout(vreg) acc,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+}
+
+/// Bytes 0..8 of `a` and of `b`, and bytes 8..16 of each: two 2×8 matrices.
+#[inline(always)]
+unsafe fn interleave(a: int8x16_t, b: int8x16_t) -> (int8x16_t, int8x16_t) {
+    // SAFETY: NEON baseline.
+    unsafe {
+        let (a, b) = (vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b));
+        (
+            vreinterpretq_s8_s64(vzip1q_s64(a, b)),
+            vreinterpretq_s8_s64(vzip2q_s64(a, b)),
+        )
+    }
+}
+
+/// A block's 32 values as four 2×8 matrices pairing two rows.
+#[inline(always)]
+unsafe fn pair_rows(
+    lo0: int8x16_t,
+    hi0: int8x16_t,
+    lo1: int8x16_t,
+    hi1: int8x16_t,
+) -> [int8x16_t; 4] {
+    // SAFETY: NEON baseline.
+    unsafe {
+        let (c0, c1) = interleave(lo0, lo1);
+        let (c2, c3) = interleave(hi0, hi1);
+        [c0, c1, c2, c3]
+    }
+}
+
+/// Two weight rows with four activation rows (`i8mm`): per block, the
+/// four integer sums of a row pair with an activation pair in one 2×2
+/// tile, then each pair's float step as [`legacy_with`] takes it (so every
+/// result is bit-identical to the single-row kernel).
+#[inline(always)]
+unsafe fn legacy_pair_with<L: Legacy>(w0: &[L::W], w1: &[L::W], a: [&[L::A]; 4]) -> [[f32; 4]; 2] {
+    let mut sumf = [[0f32; 4]; 2];
+    for (b, (x0, x1)) in w0.iter().zip(w1).enumerate() {
+        // SAFETY: the caller's CPU has `i8mm`; loads stay in the blocks.
+        unsafe {
+            let (lo0, hi0) = L::unpack(x0);
+            let (lo1, hi1) = L::unpack(x1);
+            let wp = pair_rows(lo0, hi0, lo1, hi1);
+            for i in [0, 2] {
+                let (y0, y1) = (&a[i][b], &a[i + 1][b]);
+                let (q0, q1) = (L::quants(y0), L::quants(y1));
+                let ap = pair_rows(
+                    load_i8(&q0[..16]),
+                    load_i8(&q0[16..]),
+                    load_i8(&q1[..16]),
+                    load_i8(&q1[16..]),
+                );
+                let mut acc = vdupq_n_s32(0);
+                for (w, y) in wp.iter().zip(&ap) {
+                    acc = Smmla::mm(acc, *w, *y);
+                }
+                sumf[0][i] = L::add(sumf[0][i], vgetq_lane_s32::<0>(acc), x0, y0);
+                sumf[0][i + 1] = L::add(sumf[0][i + 1], vgetq_lane_s32::<1>(acc), x0, y1);
+                sumf[1][i] = L::add(sumf[1][i], vgetq_lane_s32::<2>(acc), x1, y0);
+                sumf[1][i + 1] = L::add(sumf[1][i + 1], vgetq_lane_s32::<3>(acc), x1, y1);
+            }
+        }
+    }
+    sumf
+}
+
+/// Two-row tiles with `smmla` (ARMv8.6 i8mm; the single-row kernels and
+/// four-row tiles of this set are [`dotprod`]'s).
+pub mod i8mm {
+    use super::*;
+
+    macro_rules! pair_i8mm {
+        ($name:ident, $inner:ident, $l:ty, $w:ty, $a:ty) => {
+            #[target_feature(enable = "i8mm")]
+            unsafe fn $inner(w0: &[$w], w1: &[$w], a: [&[$a]; 4]) -> [[f32; 4]; 2] {
+                // SAFETY: compiled with `i8mm`, which `Smmla` needs.
+                unsafe { legacy_pair_with::<$l>(w0, w1, a) }
+            }
+
+            pub fn $name(w0: &[$w], w1: &[$w], a: [&[$a]; 4]) -> [[f32; 4]; 2] {
+                assert!(
+                    w0.len() == w1.len() && a.iter().all(|r| r.len() >= w0.len()),
+                    "row lengths"
+                );
+                // SAFETY: `Isa::available` lists the i8mm set (the only way
+                // to these functions) only when the CPU has it.
+                unsafe { $inner(w0, w1, a) }
+            }
+        };
+    }
+
+    pair_i8mm!(q4_0_x2x4, q4_0_pair, Q4_0, BlockQ4_0, BlockQ8_0);
+    pair_i8mm!(q4_1_x2x4, q4_1_pair, Q4_1, BlockQ4_1, BlockQ8_1);
+    pair_i8mm!(q5_0_x2x4, q5_0_pair, Q5_0, BlockQ5_0, BlockQ8_0);
+    pair_i8mm!(q8_0_x2x4, q8_0_pair, Q8_0, BlockQ8_0, BlockQ8_0);
 }

@@ -153,6 +153,8 @@ pub enum Isa {
     Neon,
     /// aarch64 NEON with the ARMv8.2 `sdot` instruction (Raspberry Pi 5).
     NeonDotprod,
+    /// `sdot` plus ARMv8.6 `smmla` (i8mm) two-row prefill tiles.
+    NeonI8mm,
 }
 
 impl Isa {
@@ -163,6 +165,7 @@ impl Isa {
             Isa::Avx2Vnni => "avx2-vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon-dotprod",
+            Isa::NeonI8mm => "neon-i8mm",
         }
     }
 
@@ -188,6 +191,9 @@ impl Isa {
             v.push(Isa::Neon);
             if std::arch::is_aarch64_feature_detected!("dotprod") {
                 v.push(Isa::NeonDotprod);
+                if std::arch::is_aarch64_feature_detected!("i8mm") {
+                    v.push(Isa::NeonI8mm);
+                }
             }
         }
         v
@@ -195,7 +201,7 @@ impl Isa {
 
     /// The path the model runs on: the fastest available, or the one
     /// `HEARTH_KERNELS` names (`portable`, `avx2`, `avx2-vnni`, `neon`,
-    /// `neon-dotprod`)
+    /// `neon-dotprod`, `neon-i8mm`)
     /// when this CPU has it.
     pub fn selected() -> Isa {
         static SELECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
@@ -257,6 +263,9 @@ pub type DotFn<W> = fn(&[W], &[<W as WeightBlock>::Act]) -> f32;
 
 /// One row of weight blocks with four rows of activations.
 pub type TileFn<W> = fn(&[W], [&[<W as WeightBlock>::Act]; 4]) -> [f32; 4];
+
+/// Two rows of weight blocks with four rows of activations (`[row][act]`).
+pub type PairFn<W> = fn(&[W], &[W], [&[<W as WeightBlock>::Act]; 4]) -> [[f32; 4]; 2];
 
 /// Activation rows multiplied per pass over a task's weight rows (a
 /// multiple of 4, the tile height).
@@ -389,27 +398,45 @@ impl QMatrix {
         }
         let job = Job { mats, x, m, outs };
         match first.ty {
-            QType::F32 => job.run::<f32>(dot::f32_f32, None),
-            QType::F16 => job.run::<f16>(dot::f16_f16, None),
-            QType::BF16 => job.run::<bf16>(dot::bf16_bf16, None),
-            QType::Q4_0 => job.run::<BlockQ4_0>(kernels::q4_0(isa), kernels::q4_0_x4(isa)),
-            QType::Q4_1 => job.run::<BlockQ4_1>(kernels::q4_1(isa), kernels::q4_1_x4(isa)),
-            QType::Q5_0 => job.run::<BlockQ5_0>(kernels::q5_0(isa), kernels::q5_0_x4(isa)),
-            QType::Q5_1 => job.run::<BlockQ5_1>(dot::q5_1, None),
-            QType::Q8_0 => job.run::<BlockQ8_0>(kernels::q8_0(isa), kernels::q8_0_x4(isa)),
-            QType::Q2K => job.run::<BlockQ2K>(dot::q2_k, None),
-            QType::Q3K => job.run::<BlockQ3K>(dot::q3_k, None),
+            QType::F32 => job.run::<f32>(dot::f32_f32, None, None),
+            QType::F16 => job.run::<f16>(dot::f16_f16, None, None),
+            QType::BF16 => job.run::<bf16>(dot::bf16_bf16, None, None),
+            QType::Q4_0 => job.run::<BlockQ4_0>(
+                kernels::q4_0(isa),
+                kernels::q4_0_x4(isa),
+                kernels::q4_0_x2x4(isa),
+            ),
+            QType::Q4_1 => job.run::<BlockQ4_1>(
+                kernels::q4_1(isa),
+                kernels::q4_1_x4(isa),
+                kernels::q4_1_x2x4(isa),
+            ),
+            QType::Q5_0 => job.run::<BlockQ5_0>(
+                kernels::q5_0(isa),
+                kernels::q5_0_x4(isa),
+                kernels::q5_0_x2x4(isa),
+            ),
+            QType::Q5_1 => job.run::<BlockQ5_1>(dot::q5_1, None, None),
+            QType::Q8_0 => job.run::<BlockQ8_0>(
+                kernels::q8_0(isa),
+                kernels::q8_0_x4(isa),
+                kernels::q8_0_x2x4(isa),
+            ),
+            QType::Q2K => job.run::<BlockQ2K>(dot::q2_k, None, None),
+            QType::Q3K => job.run::<BlockQ3K>(dot::q3_k, None, None),
             QType::Q4K => job.run_split::<BlockQ4K>(
                 kernels::q4_k(isa),
                 kernels::q4_k_batched(isa),
                 kernels::q4_k_x4(isa),
+                None,
                 Batching::GroupsOf4,
             ),
-            QType::Q5K => job.run::<BlockQ5K>(dot::q5_k, None),
+            QType::Q5K => job.run::<BlockQ5K>(dot::q5_k, None, None),
             QType::Q6K => job.run_split::<BlockQ6K>(
                 kernels::q6_k(isa),
                 kernels::q6_k_batched(isa),
                 kernels::q6_k_x4(isa),
+                None,
                 Batching::AtLeast8,
             ),
         }
@@ -456,19 +483,21 @@ struct Job<'a, 'o> {
 }
 
 impl Job<'_, '_> {
-    fn run<W: WeightBlock>(self, dot: DotFn<W>, tile: Option<TileFn<W>>) {
-        self.run_split::<W>(dot, dot, tile, Batching::GroupsOf4)
+    fn run<W: WeightBlock>(self, dot: DotFn<W>, tile: Option<TileFn<W>>, pair: Option<PairFn<W>>) {
+        self.run_split::<W>(dot, dot, tile, pair, Batching::GroupsOf4)
     }
 
     /// Like [`Self::run`], with `batched` for the activation rows that
     /// llama.cpp sends through a matrix-matrix kernel (see [`Batching`])
     /// and `single` for the rest; `tile`, when the path has one, computes
-    /// four batched rows at once with `batched`'s results.
+    /// four batched rows at once with `batched`'s results, and `pair`
+    /// (with `tile`) two weight rows at once.
     fn run_split<W: WeightBlock>(
         self,
         single: DotFn<W>,
         batched: DotFn<W>,
         tile: Option<TileFn<W>>,
+        pair: Option<PairFn<W>>,
         batching: Batching,
     ) {
         let (x, m) = (self.x, self.m);
@@ -513,34 +542,59 @@ impl Job<'_, '_> {
                 let (weights, rows, out) = (part.weights, part.rows, &part.out);
                 let c = t - part.first_task;
                 let mine = c * part.chunk..((c + 1) * part.chunk).min(rows);
+                let row = |r: usize| &weights[r * per_row..(r + 1) * per_row];
+                // SAFETY (every `out.write` below): each (i, r) is written
+                // by exactly one task, and `out` outlives the loop.
+                let rest = |r: usize, from: usize, to: usize| {
+                    for i in from..to {
+                        let dot = if i < n_batched { batched } else { single };
+                        // SAFETY: see above.
+                        unsafe { out.write(i * rows + r, dot(row(r), act(i))) };
+                    }
+                };
                 // Activation rows in blocks that stay in cache while this
                 // task's weight rows pass over them.
                 for a0 in (0..m).step_by(ACT_BLOCK) {
                     let a1 = (a0 + ACT_BLOCK).min(m);
-                    for r in mine.clone() {
-                        let w = &weights[r * per_row..(r + 1) * per_row];
+                    let mut r = mine.start;
+                    while r < mine.end {
                         if a0 == 0 {
-                            prefetch_row(
-                                &weights[(r + PREFETCH_ROWS).min(rows - 1) * per_row..][..per_row],
-                            );
+                            prefetch_row(row((r + PREFETCH_ROWS).min(rows - 1)));
+                        }
+                        let acts4 = |i: usize| [act(i), act(i + 1), act(i + 2), act(i + 3)];
+                        if let (Some(pair), true) = (pair, r + 1 < mine.end && n_tiled > a0) {
+                            if a0 == 0 {
+                                prefetch_row(row((r + 1 + PREFETCH_ROWS).min(rows - 1)));
+                            }
+                            let mut i = a0;
+                            while i + 4 <= a1.min(n_tiled) {
+                                let got = pair(row(r), row(r + 1), acts4(i));
+                                for (dr, vals) in got.into_iter().enumerate() {
+                                    for (k, v) in vals.into_iter().enumerate() {
+                                        // SAFETY: see above.
+                                        unsafe { out.write((i + k) * rows + r + dr, v) };
+                                    }
+                                }
+                                i += 4;
+                            }
+                            rest(r, i, a1);
+                            rest(r + 1, i, a1);
+                            r += 2;
+                            continue;
                         }
                         let mut i = a0;
                         if let Some(tile) = tile {
                             while i + 4 <= a1.min(n_tiled) {
-                                let got = tile(w, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
+                                let got = tile(row(r), acts4(i));
                                 for (k, v) in got.into_iter().enumerate() {
-                                    // SAFETY: as below.
+                                    // SAFETY: see above.
                                     unsafe { out.write((i + k) * rows + r, v) };
                                 }
                                 i += 4;
                             }
                         }
-                        for i in i..a1 {
-                            let dot = if i < n_batched { batched } else { single };
-                            // SAFETY: each (i, r) is written by exactly one
-                            // task, and `out` outlives the loop.
-                            unsafe { out.write(i * rows + r, dot(w, act(i))) };
-                        }
+                        rest(r, i, a1);
+                        r += 1;
                     }
                 }
             };
@@ -683,7 +737,7 @@ mod kernels {
                     #[cfg(target_arch = "aarch64")]
                     Isa::Neon => super::arm::$name,
                     #[cfg(target_arch = "aarch64")]
-                    Isa::NeonDotprod => super::arm::dotprod::$name,
+                    Isa::NeonDotprod | Isa::NeonI8mm => super::arm::dotprod::$name,
                     _ => dot::$name,
                 }
             }
@@ -719,7 +773,7 @@ mod kernels {
                     #[cfg(target_arch = "aarch64")]
                     Isa::Neon => Some(super::arm::$name),
                     #[cfg(target_arch = "aarch64")]
-                    Isa::NeonDotprod => Some(super::arm::dotprod::$name),
+                    Isa::NeonDotprod | Isa::NeonI8mm => Some(super::arm::dotprod::$name),
                     _ => None,
                 }
             }
@@ -732,6 +786,26 @@ mod kernels {
     pick_tile!(q8_0_x4, BlockQ8_0, legacy);
     pick_tile!(q4_k_x4, BlockQ4K);
     pick_tile!(q6_k_x4, BlockQ6K);
+
+    macro_rules! pick_pair {
+        ($name:ident, $w:ty) => {
+            pub fn $name(isa: Isa) -> Option<super::PairFn<$w>> {
+                match isa {
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::NeonI8mm => Some(super::arm::i8mm::$name),
+                    _ => {
+                        let _ = isa;
+                        None
+                    }
+                }
+            }
+        };
+    }
+
+    pick_pair!(q4_0_x2x4, BlockQ4_0);
+    pick_pair!(q4_1_x2x4, BlockQ4_1);
+    pick_pair!(q5_0_x2x4, BlockQ5_0);
+    pick_pair!(q8_0_x2x4, BlockQ8_0);
 }
 
 #[cfg(test)]

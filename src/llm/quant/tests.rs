@@ -257,7 +257,8 @@ fn refuses_wrong_sizes() {
 }
 
 /// Run by `scripts/test-arm.sh` with the kernel set the emulated CPU must
-/// get (`neon` on a Cortex-A72, `neon-dotprod` on a Cortex-A76); without the
+/// get (`neon` on a Cortex-A72, `neon-dotprod` on a Cortex-A76, `neon-i8mm`
+/// on qemu's `max`); without the
 /// variable it checks only that the fastest available set is chosen.
 #[test]
 fn dispatch_picks_the_cpus_kernels() {
@@ -309,7 +310,7 @@ fn every_path_matches_portable_matmul() {
                 for (g, w) in got.iter().zip(&want) {
                     // The NEON sets keep the portable float order (tiles
                     // included): the board does not change the output.
-                    if matches!(isa, Isa::Neon | Isa::NeonDotprod) {
+                    if matches!(isa, Isa::Neon | Isa::NeonDotprod | Isa::NeonI8mm) {
                         assert_eq!(
                             g.to_bits(),
                             w.to_bits(),
