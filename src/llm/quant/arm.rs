@@ -43,24 +43,31 @@ impl DotI8 for Mull {
     }
 }
 
+/// `acc += a ⊗ b` for an integer instruction of the form
+/// `OP Vacc.4s, Va.16b, Vb.16b` whose intrinsic is not stable Rust.
+macro_rules! accumulate_asm {
+    ($op:literal, $acc:expr, $a:expr, $b:expr) => {{
+        let mut acc: int32x4_t = $acc;
+        std::arch::asm!(
+            concat!($op, " {acc:v}.4s, {a:v}.16b, {b:v}.16b"),
+            acc = inout(vreg) acc,
+            a = in(vreg) $a,
+            b = in(vreg) $b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        acc
+    }};
+}
+
 /// ARMv8.2 `sdot`.
 struct Sdot;
 
 impl DotI8 for Sdot {
     #[inline(always)]
-    unsafe fn dot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         // SAFETY: only reached from functions compiled with `dotprod`,
         // which are handed out only when the CPU has it.
-        unsafe {
-            std::arch::asm!(
-                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-                acc = inout(vreg) acc,
-                a = in(vreg) a,
-                b = in(vreg) b,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        acc
+        unsafe { accumulate_asm!("sdot", acc, a, b) }
     }
 }
 
@@ -514,19 +521,10 @@ struct Smmla;
 
 impl Smmla {
     #[inline(always)]
-    unsafe fn mm(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    unsafe fn mm(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         // SAFETY: only reached from functions compiled with `i8mm`, which
         // are handed out only when the CPU has it.
-        unsafe {
-            std::arch::asm!(
-                "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-                acc = inout(vreg) acc,
-                a = in(vreg) a,
-                b = in(vreg) b,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        acc
+        unsafe { accumulate_asm!("smmla", acc, a, b) }
     }
 }
 
