@@ -12,7 +12,8 @@
 //!   path), as two matrix products per head (`gemm`, single-threaded: the
 //!   query blocks are what runs in parallel, on the compute pool).
 //!
-//! Owns no state; must not allocate per key.
+//! Owns no state beyond per-thread scratch buffers that only grow (the
+//! tiled path's widened keys, values and scores); must not allocate per key.
 
 use half::f16;
 
