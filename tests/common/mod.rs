@@ -4,9 +4,14 @@
 // Each test crate uses only some of these.
 #![allow(dead_code)]
 
+// What runs the `hearth` binary needs the `app` feature (no binary without
+// it); the engine-only tests use the rest.
+#[cfg(feature = "app")]
 pub mod daemon;
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "app")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// `HEARTH_REFERENCE_DIR`, else the shared reference folder beside the
@@ -33,6 +38,7 @@ pub fn models_dir() -> PathBuf {
     root().join("models")
 }
 
+#[cfg(feature = "app")]
 pub fn hearth(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
     c.args(args)
@@ -46,6 +52,7 @@ pub fn hearth(args: &[&str]) -> Command {
 
 /// `hearth` with its store (data directory and key file `key`) and its
 /// config file in `dir`.
+#[cfg(feature = "app")]
 pub fn hearth_with_store(dir: &Path, key: &str, args: &[&str]) -> Command {
     let mut c = hearth(args);
     c.env("HEARTH_DATA_DIR", dir.join("data"))
@@ -74,6 +81,7 @@ pub fn require_model(file: &str) {
 /// A temporary directory whose `docs/` holds `files` (name, content) and is
 /// registered with `hearth index add` in the store kept in that directory
 /// (not yet indexed). Returns the directory and the `docs/` path.
+#[cfg(feature = "app")]
 pub fn registered_docs<N: AsRef<str>, T: AsRef<[u8]>>(
     files: impl IntoIterator<Item = (N, T)>,
 ) -> (tempfile::TempDir, PathBuf) {
@@ -95,6 +103,7 @@ pub fn registered_docs<N: AsRef<str>, T: AsRef<[u8]>>(
 
 /// Three facts (a boiler service, a car insurance number, a recipe) in
 /// files, indexed; returns the directory holding the store.
+#[cfg(feature = "app")]
 pub fn indexed_docs() -> tempfile::TempDir {
     require_model("SmolLM2-135M-Instruct.Q4_1.gguf");
     let (dir, _) = registered_docs([
@@ -116,6 +125,7 @@ pub fn indexed_docs() -> tempfile::TempDir {
 }
 
 /// Runs `hearth index` on the store in `dir`.
+#[cfg(feature = "app")]
 pub fn sync(dir: &Path) {
     let sync = run(hearth_with_store(dir, "key", &["index"]));
     assert!(sync.status.success(), "{}", stderr(&sync));
