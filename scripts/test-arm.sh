@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proves the engine on ARM without a board: cross-compiles the kernel unit
 # tests and the llama.cpp reference tests to aarch64 and runs them under
-# qemu-user as three CPUs:
+# qemu-user as three CPUs. Only the engine is built (no default features:
+# none of the store, transport, document or CLI dependencies):
 #   cortex-a72  Raspberry Pi 4, ARMv8.0: must pick the `neon` kernels
 #               (no `sdot`: a kernel that used it would die with SIGILL)
 #   cortex-a76  Raspberry Pi 5, ARMv8.2: must pick `neon-dotprod`
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
         --install) install=1 ;;
         --quick) quick=1 ;;
         --cpu) cpus+=("$2"); shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test-arm: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -59,12 +60,13 @@ export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 
-echo "test-arm: building the tests for $TARGET"
-if [ "$quick" = 1 ]; then
-    cargo test --target "$TARGET" --lib --no-run
-else
-    cargo test --target "$TARGET" --lib --test reference --no-run
-fi
+# The engine only: the same flags for every cargo call below, so the
+# build is done once.
+engine=(--target "$TARGET" --no-default-features --lib)
+[ "$quick" = 1 ] || engine+=(--test reference)
+
+echo "test-arm: building the engine's tests for $TARGET"
+cargo test --locked "${engine[@]}" --no-run
 
 expect() {
     case "$1" in
@@ -78,7 +80,7 @@ for cpu in "${cpus[@]}"; do
     echo "test-arm: $cpu, expecting the $(expect "$cpu") kernels"
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu"
     HEARTH_EXPECT_KERNELS="$(expect "$cpu")" \
-        cargo test --target "$TARGET" --lib -- llm::
-    [ "$quick" = 1 ] || cargo test --target "$TARGET" --test reference
+        cargo test --locked --target "$TARGET" --no-default-features --lib -- llm::
+    [ "$quick" = 1 ] || cargo test --locked --target "$TARGET" --no-default-features --test reference
 done
 echo "test-arm: all passed"
