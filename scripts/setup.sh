@@ -2,7 +2,7 @@
 # Hearth setup: builds the release binary and fetches the default models into
 # models/. Safe to run again: a verified model is never fetched twice.
 #
-#   scripts/setup.sh            build + fetch smollm2, gemma3 and minilm
+#   scripts/setup.sh            build + fetch smollm2, gemma3, qwen25coder and minilm
 #   scripts/setup.sh --no-build fetch only (uses an existing target/release/hearth)
 #   MODELS="smollm2" scripts/setup.sh   fetch a subset
 #   HEARTH=path/to/hearth scripts/setup.sh --no-build   use another binary
@@ -16,7 +16,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-MODELS=${MODELS:-"smollm2 gemma3 minilm"}
+MODELS=${MODELS:-"smollm2 gemma3 qwen25coder minilm"}
 BUILD=1
 for arg in "$@"; do
   case "$arg" in

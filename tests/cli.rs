@@ -621,3 +621,21 @@ fn init_writes_the_boxs_time_zone_and_storage_settings_are_used() {
         .unwrap();
     assert_one_line_error(&o, &["config.toml", "data_dri"]);
 }
+
+#[test]
+fn pull_of_a_mirror_only_model_names_the_command_that_fetches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "mirrored", "m.gguf", 11, &"ab".repeat(32), None);
+    let mut c = hearth(&["models", "pull", "mirrored"]);
+    c.env("HEARTH_MODELS_DIR", dir.path())
+        .env("HEARTH_MANIFEST", &m);
+    assert_one_line_error(
+        &run(c),
+        &[
+            "m.gguf",
+            "no Hugging Face source",
+            "MODELS=mirrored scripts/setup.sh",
+        ],
+    );
+    assert!(!dir.path().join("m.gguf").exists());
+}

