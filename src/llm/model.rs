@@ -1,8 +1,8 @@
 //! The decoder-only transformer for the supported GGUF architectures
-//! (`llama`, `gemma3`, `qwen2`, `qwen3`), read top to bottom: hyperparameters from metadata,
-//! weights memory-mapped in their block formats, RoPE tables computed once,
-//! and one forward pass on plain f32 rows that serves both prefill (many
-//! tokens) and decode (one token).
+//! (`llama`, `gemma3`, `qwen2`, `qwen3`), read top to bottom:
+//! hyperparameters from metadata, weights memory-mapped in their block
+//! formats, RoPE tables computed once, and one forward pass on plain f32
+//! rows that serves both prefill (many tokens) and decode (one token).
 //!
 //! Architecture differences are data in [`Hparams`] (and optional tensors:
 //! Q/K/V biases, QK-norm, post-norms), not separate files.
