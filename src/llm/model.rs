@@ -687,3 +687,80 @@ impl Model {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF v3 file with only metadata: `general.architecture` and the
+    /// `ARCH.*` shape keys (u32), no tensors.
+    fn header_only(arch: &str) -> tempfile::NamedTempFile {
+        let mut b = Vec::new();
+        let s = |b: &mut Vec<u8>, t: &str| {
+            b.extend_from_slice(&(t.len() as u64).to_le_bytes());
+            b.extend_from_slice(t.as_bytes());
+        };
+        let keys = [
+            ("embedding_length", 64u32),
+            ("attention.head_count", 4),
+            ("attention.head_count_kv", 2),
+            ("block_count", 1),
+            ("feed_forward_length", 128),
+        ];
+        b.extend_from_slice(b"GGUF");
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes()); // tensors
+        b.extend_from_slice(&(1 + keys.len() as u64).to_le_bytes());
+        s(&mut b, "general.architecture");
+        b.extend_from_slice(&8u32.to_le_bytes()); // string
+        s(&mut b, arch);
+        for (key, v) in keys {
+            s(&mut b, &format!("{arch}.{key}"));
+            b.extend_from_slice(&4u32.to_le_bytes()); // u32
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.resize(b.len().next_multiple_of(32) + 32, 0);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b).unwrap();
+        f
+    }
+
+    fn hparams(arch: &str) -> Result<Hparams, LoadError> {
+        let f = header_only(arch);
+        Hparams::from_gguf(&GgufFile::open(f.path()).unwrap())
+    }
+
+    #[test]
+    fn qwen_architectures_are_llama_blocks_with_neox_rope() {
+        for (name, arch) in [("qwen2", Arch::Qwen2), ("qwen3", Arch::Qwen3)] {
+            let hp = hparams(name).unwrap();
+            assert_eq!(hp.arch, arch);
+            assert_eq!(hp.arch.name(), name);
+            assert_eq!((hp.n_head, hp.n_kv_head, hp.head_dim), (4, 2, 16));
+            assert_eq!(hp.rope_style, RopeStyle::Halves, "{name}: NeoX RoPE");
+            assert_eq!(hp.activation, Activation::Silu);
+            assert_eq!(hp.rope_base, 1_000_000.0);
+            assert_eq!(hp.rope_base_local, hp.rope_base);
+            assert_eq!(hp.eps, 1e-6);
+            assert_eq!(hp.sliding_window, None);
+            assert_eq!(hp.window(0), None);
+            assert_eq!(hp.embed_scale, None);
+            assert_eq!(hp.query_scale, None);
+            assert_eq!(
+                hp.score_scale, 0.25,
+                "{name}: scores scaled by 1/sqrt(head_dim)"
+            );
+        }
+        let llama = hparams("llama").unwrap();
+        assert_eq!(llama.rope_style, RopeStyle::Interleaved);
+        assert_eq!(llama.rope_base, 10_000.0);
+    }
+
+    #[test]
+    fn an_unknown_architecture_names_the_supported_ones() {
+        let err = hparams("mamba").unwrap_err().to_string();
+        for name in ["mamba", "llama", "gemma3", "qwen2", "qwen3"] {
+            assert!(err.contains(name), "{err}");
+        }
+    }
+}
