@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Hearth setup: builds the release binary and fetches the default models into
-# models/. Safe to run again: a verified model is never fetched twice.
+# Hearth setup: builds the release binary and fetches the models this box
+# needs into models/. Safe to run again: a verified model is never fetched twice.
 #
-#   scripts/setup.sh            build + fetch smollm2, gemma3, qwen25coder and minilm
+#   scripts/setup.sh            build + fetch this box's chat model (`hearth
+#                               models default`: qwen25coder with >= 1.5 GiB of
+#                               memory, else smollm2) and the minilm embedder
 #   scripts/setup.sh --no-build fetch only (uses an existing target/release/hearth)
-#   MODELS="smollm2" scripts/setup.sh   fetch a subset
+#   MODELS="smollm2 gemma3 qwen25coder minilm" scripts/setup.sh   fetch these
+#                               (scripts/test.sh fetches all four for the tests)
 #   HEARTH=path/to/hearth scripts/setup.sh --no-build   use another binary
 #
 # Each model is pulled from the Hugging Face hub first (`hearth models pull`,
@@ -16,12 +19,11 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-MODELS=${MODELS:-"smollm2 gemma3 qwen25coder minilm"}
 BUILD=1
 for arg in "$@"; do
   case "$arg" in
     --no-build) BUILD=0 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -34,6 +36,12 @@ if [ "$BUILD" = 1 ]; then
   cargo build --release --locked
 fi
 [ -x "$HEARTH" ] || { echo "setup.sh: $HEARTH is missing; run without --no-build" >&2; exit 2; }
+
+if [ -z "${MODELS:-}" ]; then
+  chat=$("$HEARTH" models default)
+  MODELS="$chat minilm"
+  say "this box's chat model: $chat ($("$HEARTH" models default 2>&1 >/dev/null))"
+fi
 
 PIP=(python3 -m pip)
 WHEELS="$ROOT/models/.wheels"

@@ -279,8 +279,17 @@ impl Config {
     }
 }
 
+/// The chat model `hearth init` writes, and why (a comment above it).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelChoice<'a> {
+    pub name: &'a str,
+    pub why: &'a str,
+}
+
 /// The file `hearth init` writes: every setting with its default, commented.
-pub fn template(owner: Option<&PhoneNumber>, time_zone: &str) -> String {
+pub fn template(owner: Option<&PhoneNumber>, time_zone: &str, model: ModelChoice) -> String {
+    let why = model.why.replace('\n', " ");
+    let model_name = model.name;
     let numbers = match owner {
         Some(n) => format!("numbers = [\"{}\"]", n.0),
         None => "numbers = []            # e.g. [\"+4915112345678\"]".to_string(),
@@ -302,8 +311,10 @@ time_zone = "{time_zone}"
 {numbers}
 
 [model]
-# A model from models/manifest.toml (`hearth models list`); unset = default.
-# name = "smollm2"
+# The chat model: a name from `hearth models list` (also one you added with
+# `hearth models add`); unset = the largest default this box's memory fits.
+# `hearth init` chose: {why}.
+name = "{model_name}"
 # Compute threads; unset = all cores.
 # threads = 2
 # Context length in tokens.
@@ -372,6 +383,7 @@ pub fn write_template(
     path: &Path,
     owner: Option<&PhoneNumber>,
     time_zone: &str,
+    model: ModelChoice,
     force: bool,
 ) -> Result<(), ConfigError> {
     use std::io::Write;
@@ -395,7 +407,7 @@ pub fn write_template(
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    f.write_all(template(owner, time_zone).as_bytes())
+    f.write_all(template(owner, time_zone, model).as_bytes())
         .map_err(io)
 }
 
@@ -403,14 +415,29 @@ pub fn write_template(
 mod tests {
     use super::*;
 
+    const CHOICE: ModelChoice = ModelChoice {
+        name: "smollm2",
+        why: "this box has 0.9 GiB of memory (`qwen25coder` needs 1.5 GiB), so `smollm2`",
+    };
+
     #[test]
     fn the_template_parses_to_the_defaults() {
         assert_eq!(
-            Config::parse(&template(None, "UTC")).unwrap(),
+            Config::parse(&template(None, "UTC", CHOICE)).unwrap().model,
+            ModelConfig {
+                name: Some("smollm2".into()),
+                ..ModelConfig::default()
+            }
+        );
+        assert_eq!(
+            Config {
+                model: ModelConfig::default(),
+                ..Config::parse(&template(None, "UTC", CHOICE)).unwrap()
+            },
             Config::default()
         );
         let n = PhoneNumber::try_from("+49 151 1234-5678".to_string()).unwrap();
-        let c = Config::parse(&template(Some(&n), "Europe/Berlin")).unwrap();
+        let c = Config::parse(&template(Some(&n), "Europe/Berlin", CHOICE)).unwrap();
         assert_eq!(c.time_zone.0, "Europe/Berlin");
         assert_eq!(c.owner.numbers, vec![n]);
         assert!(c.is_owner_number("4915112345678@s.whatsapp.net"));

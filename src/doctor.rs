@@ -106,7 +106,8 @@ pub fn run(l: &Layout, hash_models: bool) -> Vec<Check> {
     }
     out.extend(keys(l));
     out.extend(data(l));
-    out.push(models(&l.models_dir, hash_models));
+    let configured = config.as_ref().ok().and_then(|c| c.model.name.clone());
+    out.push(models(&l.models_dir, configured, hash_models));
     out.extend(units(&l.units_dir));
     out.push(disk(&l.data_dir));
     out.push(serve_network(&l.units_dir));
@@ -253,7 +254,9 @@ fn data(l: &Layout) -> Vec<Check> {
     out
 }
 
-fn models(dir: &Path, hash: bool) -> Check {
+/// The model files' state; fails when the chat model this box uses (the
+/// config's, else the one its memory picks) is not installed.
+fn models(dir: &Path, configured: Option<String>, hash: bool) -> Check {
     use crate::catalog::{Catalog, FileState};
     let catalog = match Catalog::open(dir.to_path_buf(), None) {
         Ok(c) => c,
@@ -273,8 +276,9 @@ fn models(dir: &Path, hash: bool) -> Check {
             }
         }
     }
+    let chat_model = configured.unwrap_or_else(|| catalog.default_chat().name);
     let default_missing = catalog
-        .model_path(&catalog.manifest.default)
+        .model_path(&chat_model)
         .map(|p| !p.exists())
         .unwrap_or(true);
     if !bad.is_empty() {
@@ -291,8 +295,7 @@ fn models(dir: &Path, hash: bool) -> Check {
             "models.hashes",
             Status::Fail,
             format!(
-                "the default model `{}` is not installed (scripts/setup.sh)",
-                catalog.manifest.default
+                "the chat model `{chat_model}` is not installed (`MODELS={chat_model} scripts/setup.sh`)"
             ),
         )
     } else {

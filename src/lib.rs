@@ -6,11 +6,12 @@
 //! command line on top of both.
 //!
 //! Without the default `app` feature only the engine builds: [`llm`],
-//! [`embed`], [`clock`] and [`process`], which need none of the store,
+//! [`embed`], [`board`], [`clock`] and [`process`], which need none of the store,
 //! document, server, transport or command-line dependencies.
 
 #[cfg(feature = "app")]
 pub mod audit;
+pub mod board;
 #[cfg(feature = "app")]
 pub mod bridge;
 #[cfg(feature = "app")]

@@ -217,44 +217,18 @@ fn corrupt_model_names_the_file() {
     assert_one_line_error(&run(c), &["broken.gguf", "corrupt"]);
 }
 
-/// A minimal GGUF v3 file: metadata strings plus one tensor of `ggml_type`.
-fn tiny_gguf(arch: &str, ggml_type: u32) -> Vec<u8> {
-    let mut b = Vec::new();
-    let s = |b: &mut Vec<u8>, t: &str| {
-        b.extend_from_slice(&(t.len() as u64).to_le_bytes());
-        b.extend_from_slice(t.as_bytes());
-    };
-    b.extend_from_slice(b"GGUF");
-    b.extend_from_slice(&3u32.to_le_bytes());
-    b.extend_from_slice(&1u64.to_le_bytes()); // tensors
-    b.extend_from_slice(&1u64.to_le_bytes()); // metadata entries
-    s(&mut b, "general.architecture");
-    b.extend_from_slice(&8u32.to_le_bytes()); // string
-    s(&mut b, arch);
-    s(&mut b, "token_embd.weight");
-    b.extend_from_slice(&1u32.to_le_bytes()); // dims
-    b.extend_from_slice(&256u64.to_le_bytes());
-    b.extend_from_slice(&ggml_type.to_le_bytes());
-    b.extend_from_slice(&0u64.to_le_bytes()); // offset
-    while b.len() % 32 != 0 {
-        b.push(0);
-    }
-    b.extend_from_slice(&[0u8; 1024]);
-    b
-}
-
 #[test]
 fn unsupported_tensor_type_and_architecture_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), "odd", "odd.gguf", 1, &"0".repeat(64), None);
     // ggml type 16 = IQ2_XXS.
-    std::fs::write(dir.path().join("odd.gguf"), tiny_gguf("llama", 16)).unwrap();
+    std::fs::write(dir.path().join("odd.gguf"), common::tiny_gguf("llama", 16)).unwrap();
     let mut c = hearth(&["ask", "hi"]);
     c.env("HEARTH_MODELS_DIR", dir.path())
         .env("HEARTH_MANIFEST", &m);
     assert_one_line_error(&run(c), &["odd.gguf", "not supported", "IQ2_XXS"]);
 
-    std::fs::write(dir.path().join("odd.gguf"), tiny_gguf("mamba", 0)).unwrap();
+    std::fs::write(dir.path().join("odd.gguf"), common::tiny_gguf("mamba", 0)).unwrap();
     let mut c = hearth(&["ask", "hi"]);
     c.env("HEARTH_MODELS_DIR", dir.path())
         .env("HEARTH_MANIFEST", &m);

@@ -203,3 +203,24 @@ fn sync_dir(p: &Path) {
         let _ = d.sync_all();
     }
 }
+
+/// Lowercase hex sha256 of a file, with a progress bar when `progress`.
+pub fn hash_with_progress(p: &Path, progress: bool) -> Result<String, CatalogError> {
+    let f = File::open(p).map_err(|e| CatalogError::io(format!("opening {}", p.display()), e))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let pb = bar(len, "sha256", progress);
+    let mut r = pb.wrap_read(std::io::BufReader::with_capacity(1 << 20, f));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| CatalogError::io(format!("reading {}", p.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    pb.finish_and_clear();
+    Ok(crate::hex::encode(&h.finalize()))
+}

@@ -235,8 +235,9 @@ pub enum Command {
 /// Options shared by every command that runs a model.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Model to use: a name from the manifest (see `hearth models list`)
-    /// [default: the manifest's default]
+    /// Model to use: a name from `hearth models list` [default: the
+    /// config's [model] name, else the largest default this box's memory
+    /// fits]
     #[arg(short, long, env = "HEARTH_MODEL")]
     pub model: Option<String>,
     /// Compute threads [default: all cores]
@@ -391,13 +392,29 @@ pub(crate) fn open_catalog(g: &GlobalArgs) -> anyhow::Result<Catalog> {
     Ok(Catalog::open(dir, g.manifest.as_deref())?)
 }
 
-/// Resolves `--model` and loads it, with errors that say what to do.
+/// The chat model a run uses: `--model` (or `HEARTH_MODEL`), else the
+/// config's `[model] name`, else the one this box's memory picks from the
+/// manifest's defaults.
+pub(crate) fn chosen_model(
+    g: &GlobalArgs,
+    m: &ModelArgs,
+    catalog: &Catalog,
+) -> anyhow::Result<String> {
+    if let Some(name) = &m.model {
+        return Ok(name.clone());
+    }
+    let config = crate::config::Config::load(&g.config_file())?;
+    Ok(match config.model.name {
+        Some(name) => name,
+        None => catalog.default_chat().name,
+    })
+}
+
+/// Resolves the model (see [`chosen_model`]) and loads it, with errors
+/// that say what to do.
 pub(crate) fn load_engine(g: &GlobalArgs, m: &ModelArgs) -> anyhow::Result<(String, Engine)> {
     let catalog = open_catalog(g)?;
-    let name = m
-        .model
-        .clone()
-        .unwrap_or_else(|| catalog.manifest.default.clone());
+    let name = chosen_model(g, m, &catalog)?;
     let entry = catalog.manifest.get(&name)?;
     if entry.kind != crate::catalog::ModelKind::Llm {
         anyhow::bail!("model `{name}` is an embedder, not a language model");

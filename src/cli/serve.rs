@@ -33,6 +33,10 @@ pub struct InitArgs {
     /// Your phone number in international form (+ and country code)
     #[arg(long, value_name = "+NUMBER")]
     pub owner: Option<String>,
+    /// The chat model to write [default: the largest default this box's
+    /// memory fits; see `hearth models default`]
+    #[arg(short, long, value_name = "NAME")]
+    pub model: Option<String>,
     /// Overwrite an existing config file
     #[arg(long)]
     pub force: bool,
@@ -96,8 +100,33 @@ pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
     let zone = crate::config::system_time_zone();
-    crate::config::write_template(&path, owner.as_ref(), &zone, a.force)?;
+    let catalog = super::open_catalog(g)?;
+    let chosen = match a.model {
+        Some(name) => {
+            let entry = catalog.manifest.get(&name)?;
+            if entry.kind != crate::catalog::ModelKind::Llm {
+                anyhow::bail!("model `{name}` is an embedder, not a language model");
+            }
+            crate::catalog::DefaultChoice {
+                why: format!("`{name}`, given with --model"),
+                name,
+            }
+        }
+        None => catalog.default_chat(),
+    };
+    let model = crate::config::ModelChoice {
+        name: &chosen.name,
+        why: &chosen.why,
+    };
+    crate::config::write_template(&path, owner.as_ref(), &zone, model, a.force)?;
     outln!("wrote {} (time zone {zone})", path.display());
+    outln!("chat model: {} ({})", chosen.name, chosen.why);
+    if catalog.model_path(&chosen.name).is_err() {
+        outln!(
+            "fetch the model with `MODELS=\"{} minilm\" scripts/setup.sh --no-build`",
+            chosen.name
+        );
+    }
     if owner.is_none() {
         outln!("add your phone number under [owner] before linking WhatsApp");
     }
@@ -119,15 +148,12 @@ fn audit_start(store: &mut Store, config: &std::path::Path) -> anyhow::Result<()
     Ok(())
 }
 
-pub fn serve(g: &GlobalArgs, mut a: ServeArgs) -> anyhow::Result<Outcome> {
+pub fn serve(g: &GlobalArgs, a: ServeArgs) -> anyhow::Result<Outcome> {
     let config = crate::config::Config::load(&g.config_file())?;
     let paths = g.paths()?;
     let socket = a.socket.unwrap_or_else(|| paths.socket());
     let mut store = Store::open(&paths, Create::IfMissing)?;
     audit_start(&mut store, &g.config_file())?;
-    if a.model.model.is_none() {
-        a.model.model = config.model.name.clone();
-    }
     let (name, engine) = load_engine(g, &a.model)?;
     let embedder = match super::load_embedder(g) {
         Ok(e) => Some(e),

@@ -38,11 +38,18 @@ pub fn models_dir() -> PathBuf {
     root().join("models")
 }
 
+/// The board memory the tests pretend to have, unless they ask for the real
+/// one ([`on_this_box`]): a 1 GiB board, whose default chat model is the
+/// small SmolLM2, so that tests of the daemon, the store and the transport
+/// run in seconds. Tests of what a user meets on this box use the default.
+pub const TEST_BOARD_MIB: &str = "1024";
+
 #[cfg(feature = "app")]
 pub fn hearth(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
     c.args(args)
         .env_remove("HEARTH_MODEL")
+        .env("HEARTH_BOARD_MEMORY_MIB", TEST_BOARD_MIB)
         .env_remove("HEARTH_MANIFEST")
         .env_remove("HF_ENDPOINT")
         .env("HEARTH_MODELS_DIR", models_dir())
@@ -60,6 +67,13 @@ pub fn hearth_with_store(dir: &Path, key: &str, args: &[&str]) -> Command {
         .env("HEARTH_CONFIG", dir.join("config.toml"))
         .env("HEARTH_BRIDGE_DIR", dir.join("bridge"))
         .env("HEARTH_BRIDGE_KEY_FILE", dir.join("bridge.key"));
+    c
+}
+
+/// `c` choosing its model by this machine's real memory, as a user's run
+/// does (no pretended board).
+pub fn on_this_box(mut c: Command) -> Command {
+    c.env_remove("HEARTH_BOARD_MEMORY_MIB");
     c
 }
 
@@ -129,4 +143,30 @@ pub fn indexed_docs() -> tempfile::TempDir {
 pub fn sync(dir: &Path) {
     let sync = run(hearth_with_store(dir, "key", &["index"]));
     assert!(sync.status.success(), "{}", stderr(&sync));
+}
+
+/// A minimal GGUF v3 file: metadata strings plus one tensor of `ggml_type`.
+pub fn tiny_gguf(arch: &str, ggml_type: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    let s = |b: &mut Vec<u8>, t: &str| {
+        b.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        b.extend_from_slice(t.as_bytes());
+    };
+    b.extend_from_slice(b"GGUF");
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&1u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&1u64.to_le_bytes()); // metadata entries
+    s(&mut b, "general.architecture");
+    b.extend_from_slice(&8u32.to_le_bytes()); // string
+    s(&mut b, arch);
+    s(&mut b, "token_embd.weight");
+    b.extend_from_slice(&1u32.to_le_bytes()); // dims
+    b.extend_from_slice(&256u64.to_le_bytes());
+    b.extend_from_slice(&ggml_type.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes()); // offset
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    b.extend_from_slice(&[0u8; 1024]);
+    b
 }
