@@ -40,6 +40,7 @@ done
 declare -A FILES=(
     [smollm2]=SmolLM2-135M-Instruct.Q4_1.gguf
     [gemma3]=gemma-3-270m-q4_k_m.gguf
+    [qwen25coder]=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 )
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

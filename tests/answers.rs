@@ -1,13 +1,14 @@
 //! `hearth ask` and `hearth chat` answering from indexed files, on the real
-//! SmolLM2 and MiniLM: the fact that exists only in a file is in the
-//! answer, the file is cited, `--no-rag` and unrelated questions cite
-//! nothing. Greedy by default with sources, so the answers are repeatable.
+//! SmolLM2 (a 1 GiB board's default), Qwen2.5 (this box's default) and
+//! MiniLM: the fact that exists only in a file is in the answer, the file
+//! is cited, `--no-rag` and unrelated questions cite nothing. Greedy by
+//! default with sources, so the answers are repeatable.
 
 use std::io::Write;
 use std::process::{Output, Stdio};
 
 mod common;
-use common::{hearth_with_store, indexed_docs, run, stderr};
+use common::{hearth_with_store, indexed_docs, on_this_box, run, stderr};
 
 fn stdout(o: &Output) -> String {
     assert!(o.status.success(), "stderr: {}", stderr(o));
@@ -44,6 +45,38 @@ fn ask_answers_from_the_file_and_cites_it() {
     // Nothing in the files is about this: no sources, no citation.
     let out = ask(&["ask", "-n", "16", "What is the capital of Germany?"]);
     assert!(citations(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn this_boxs_default_model_answers_from_the_files() {
+    common::require_model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    let dir = indexed_docs();
+    let ask = |q: &str| {
+        let c = on_this_box(hearth_with_store(
+            dir.path(),
+            "key",
+            &["ask", "--json", "-n", "48", q],
+        ));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&run(c))).unwrap();
+        assert_eq!(v["model"], "qwen25coder", "{v}");
+        v
+    };
+    let v = ask("What is my car insurance policy number?");
+    assert!(v["text"].as_str().unwrap().contains("KX-88231"), "{v}");
+    assert!(
+        v["sources"][0].as_str().unwrap().ends_with("car.txt"),
+        "{v}"
+    );
+    assert!(
+        v["timings"]["first_token_ms"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    let v = ask("Who serviced the boiler?");
+    assert!(v["text"].as_str().unwrap().contains("Kestrel"), "{v}");
+    assert!(
+        v["sources"][0].as_str().unwrap().ends_with("boiler.html"),
+        "{v}"
+    );
 }
 
 #[test]

@@ -220,6 +220,8 @@ pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
 struct AskJson<'a> {
     model: &'a str,
     text: &'a str,
+    /// The files the answer's sources came from, in citation order.
+    sources: Vec<String>,
     token_ids: &'a [u32],
     prompt_tokens: usize,
     generated_tokens: usize,
@@ -231,6 +233,11 @@ struct AskJson<'a> {
 #[derive(serde::Serialize)]
 struct Timings {
     load_ms: f64,
+    /// Searching the index for sources (0 without).
+    retrieval_ms: f64,
+    /// From the question (model loaded) to the first piece of the answer:
+    /// retrieval, prompt building, prefill and the first decode step.
+    first_token_ms: f64,
     prefill_ms: f64,
     decode_ms: f64,
     prefill_tokens_per_s: f64,
@@ -239,11 +246,13 @@ struct Timings {
 
 pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
     let (name, engine) = load_engine(g, &a.model)?;
+    let asked = std::time::Instant::now();
     let sources = if a.raw || a.no_rag {
         Vec::new()
     } else {
         retrieve(g, &a.prompt)?
     };
+    let retrieval = asked.elapsed();
     let prompt = build_prompt(&engine, &name, &a, &sources)?;
     let mut conv: Conversation = engine.new_conversation()?;
     let cfg = a.sampling.config(!sources.is_empty());
@@ -251,7 +260,9 @@ pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
     let max = a.sampling.max_tokens;
     let stream = !a.json;
     let mut out = std::io::stdout();
+    let mut first_piece = None;
     let reply = engine.generate(&mut conv, &prompt, max, &mut sampler, &mut |piece| {
+        first_piece.get_or_insert_with(|| asked.elapsed());
         if stream {
             let _ = out.write_all(piece.as_bytes());
             let _ = out.flush();
@@ -262,12 +273,16 @@ pub fn ask(g: &GlobalArgs, a: AskArgs) -> anyhow::Result<Outcome> {
         let j = AskJson {
             model: &name,
             text: &reply.text,
+            sources: sources.iter().map(|h| h.path.clone()).collect(),
             token_ids: &reply.token_ids,
             prompt_tokens: reply.prompt_tokens,
             generated_tokens: reply.token_ids.len(),
             stop: reply.stop,
             timings: Timings {
                 load_ms: engine.load_time().as_secs_f64() * 1000.0,
+                retrieval_ms: retrieval.as_secs_f64() * 1000.0,
+                first_token_ms: first_piece.unwrap_or_else(|| asked.elapsed()).as_secs_f64()
+                    * 1000.0,
                 prefill_ms: reply.prefill_time.as_secs_f64() * 1000.0,
                 decode_ms: reply.decode_time.as_secs_f64() * 1000.0,
                 prefill_tokens_per_s: reply.prefill_tps(),
