@@ -264,6 +264,17 @@ impl Manifest {
         DefaultChoice { name, why }
     }
 
+    /// The entry of a language model (an embedder's name is refused).
+    pub fn get_llm(&self, name: &str) -> Result<&ModelEntry, CatalogError> {
+        let entry = self.get(name)?;
+        if entry.kind != ModelKind::Llm {
+            return Err(CatalogError::Usage(format!(
+                "model `{name}` is an embedder, not a language model"
+            )));
+        }
+        Ok(entry)
+    }
+
     pub fn get(&self, name: &str) -> Result<&ModelEntry, CatalogError> {
         self.models
             .iter()
@@ -345,17 +356,22 @@ impl Catalog {
         self.dir.join(LOCAL_MANIFEST)
     }
 
+    /// Refuses a name a shipped or added model already has.
+    pub fn check_name_free(&self, name: &str) -> Result<(), CatalogError> {
+        match self.manifest.get(name) {
+            Ok(_) => Err(CatalogError::Usage(format!(
+                "a model named `{name}` already exists; choose another with --name"
+            ))),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Records `entry` in `local.toml` (written whole to a temporary file,
     /// then renamed), refusing a name already taken.
     pub fn add_local(&mut self, entry: ModelEntry) -> Result<(), CatalogError> {
         let path = self.local_manifest();
         check_entry(&entry, &path.display().to_string(), true)?;
-        if self.manifest.get(&entry.name).is_ok() {
-            return Err(CatalogError::Usage(format!(
-                "a model named `{}` already exists; choose another with --name",
-                entry.name
-            )));
-        }
+        self.check_name_free(&entry.name)?;
         let mut local = read_local(&path)?;
         local.models.push(entry.clone());
         write_local(&path, &local)?;

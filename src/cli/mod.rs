@@ -415,10 +415,7 @@ pub(crate) fn chosen_model(
 pub(crate) fn load_engine(g: &GlobalArgs, m: &ModelArgs) -> anyhow::Result<(String, Engine)> {
     let catalog = open_catalog(g)?;
     let name = chosen_model(g, m, &catalog)?;
-    let entry = catalog.manifest.get(&name)?;
-    if entry.kind != crate::catalog::ModelKind::Llm {
-        anyhow::bail!("model `{name}` is an embedder, not a language model");
-    }
+    catalog.manifest.get_llm(&name)?;
     let path = catalog.model_path(&name)?;
     let engine = Engine::load(&path, m.ctx)?;
     tracing::info!(model = %name, load_ms = engine.load_time().as_millis() as u64, "model ready");

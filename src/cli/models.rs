@@ -275,9 +275,8 @@ fn add(
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '/') {
         anyhow::bail!("`{name}` cannot be a model name: use letters, digits, `.`, `-` or `_`");
     }
-    if catalog.manifest.get(&name).is_ok() {
-        anyhow::bail!("a model named `{name}` already exists; choose another with --name");
-    }
+    // Before the slow part (loading, hashing); `add_local` checks again.
+    catalog.check_name_free(&name)?;
     // Loading checks the architecture, every tensor's type and shape, the
     // tokenizer and that the template compiles; a small context keeps it
     // quick.

@@ -103,10 +103,7 @@ pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
     let catalog = super::open_catalog(g)?;
     let chosen = match a.model {
         Some(name) => {
-            let entry = catalog.manifest.get(&name)?;
-            if entry.kind != crate::catalog::ModelKind::Llm {
-                anyhow::bail!("model `{name}` is an embedder, not a language model");
-            }
+            catalog.manifest.get_llm(&name)?;
             crate::catalog::DefaultChoice {
                 why: format!("`{name}`, given with --model"),
                 name,
