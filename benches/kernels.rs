@@ -2,10 +2,10 @@
 //! the machine's memory read bandwidth, the ceiling decode runs against.
 //!
 //! For every weight type the shipped models use and every kernel set this
-//! CPU runs (`portable`, `avx2`, `neon`, `neon-dotprod`): a 4096 × 4096
-//! matrix (larger than the caches, so weights stream from memory) times one
-//! activation row (decode's matrix-vector product) and times 64 rows
-//! (prefill's matrix-matrix product). Reported as GB/s of weights read and
+//! CPU runs (`portable`, `avx2`, `neon`, `neon-dotprod`): a 32768 × 4096
+//! matrix (75–142 MB, larger than the caches, so weights stream from memory
+//! as in decode) times one activation row (decode's matrix-vector product),
+//! and a 4096 × 4096 one times 64 rows (prefill's matrix-matrix product). Reported as GB/s of weights read and
 //! GFLOP/s (2 · rows · cols · batch per product). Threads: all cores, or
 //! `RAYON_NUM_THREADS`.
 //!
@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use hearth::llm::pool::Pool;
 use hearth::llm::quant::{Bytes, Isa, QMatrix, QType};
 
-const ROWS: usize = 4096;
+/// Rows of the matrix-vector (decode) case; prefill's matrix has `COLS`.
+const DECODE_ROWS: usize = 32768;
 const COLS: usize = 4096;
 
 fn main() {
@@ -29,20 +30,22 @@ fn main() {
     }
     println!();
     println!(
-        "kernels: {ROWS} x {COLS}, {} compute threads",
+        "kernels: {DECODE_ROWS} x {COLS} (batch 1) and {COLS} x {COLS} (batch 64), {} compute threads",
         hearth::process::compute_threads()
     );
     println!("| type | path         | batch |  µs/call |   GB/s | GFLOP/s |");
     println!("| ---- | ------------ | ----: | -------: | -----: | ------: |");
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for ty in QType::SHIPPED {
-        let m = random_matrix(ty, &mut seed);
+        let decode = random_matrix(ty, DECODE_ROWS, &mut seed);
+        let prefill = random_matrix(ty, COLS, &mut seed);
         for &isa in Isa::available() {
-            for batch in [1usize, 64] {
+            for (batch, m) in [(1usize, &decode), (64, &prefill)] {
+                let rows = m.rows();
                 let x: Vec<f32> = (0..batch * COLS)
                     .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
                     .collect();
-                let mut out = vec![0f32; batch * ROWS];
+                let mut out = vec![0f32; batch * rows];
                 let t = time(|| m.matmul_on(isa, &x, batch, &mut out));
                 let secs = t.as_secs_f64();
                 println!(
@@ -51,7 +54,7 @@ fn main() {
                     isa.name(),
                     secs * 1e6,
                     m.size_in_bytes() as f64 / secs / 1e9,
-                    2.0 * (ROWS * COLS * batch) as f64 / secs / 1e9,
+                    2.0 * (rows * COLS * batch) as f64 / secs / 1e9,
                 );
             }
         }
@@ -81,9 +84,9 @@ fn next(seed: &mut u64) -> u64 {
 }
 
 /// Random blocks whose f16 scales are small finite numbers.
-fn random_matrix(ty: QType, seed: &mut u64) -> QMatrix {
+fn random_matrix(ty: QType, rows: usize, seed: &mut u64) -> QMatrix {
     let bb = ty.block_bytes();
-    let n = ROWS * COLS / ty.block_elems();
+    let n = rows * COLS / ty.block_elems();
     let mut bytes = vec![0u8; n * bb];
     for block in bytes.chunks_exact_mut(bb) {
         for b in block.iter_mut() {
@@ -94,7 +97,7 @@ fn random_matrix(ty: QType, seed: &mut u64) -> QMatrix {
             block[o..o + 2].copy_from_slice(&v.to_bits().to_le_bytes());
         }
     }
-    QMatrix::new(ty, ROWS, COLS, Bytes::copy_from(&bytes)).expect("valid matrix")
+    QMatrix::new(ty, rows, COLS, Bytes::copy_from(&bytes)).expect("valid matrix")
 }
 
 /// Read bandwidth with 1 and 2 threads (see the module doc), over 1 GiB
