@@ -14,7 +14,8 @@
 //! first piece of the answer, model loaded; with sources for the file
 //! questions) and the median decode speed. Prints a table; `-- --json`
 //! prints one JSON object. `-- --models a,b` picks the models [default:
-//! smollm2,qwen25coder]; `-- --verbose` prints every answer that failed.
+//! smollm2,qwen25coder]; `-- --verbose` prints every answer that failed;
+//! `-- --only general|files|writing` runs one kind of case (for tuning).
 //! `HEARTH_BIN=target/release/hearth` measures that binary instead of the
 //! one built with the harness. Sampling is Hearth's default for each kind of question (greedy with
 //! sources, else 0.2 with a fixed seed), so runs repeat.
@@ -267,7 +268,19 @@ fn main() -> anyhow::Result<()> {
         .map(|m| m.split(',').map(str::to_string).collect())
         .unwrap_or_else(|| vec!["smollm2".into(), "qwen25coder".into()]);
     let here = root().join("benches/answers");
-    let cases: Cases = toml::from_str(&std::fs::read_to_string(here.join("cases.toml"))?)?;
+    let mut cases: Cases = toml::from_str(&std::fs::read_to_string(here.join("cases.toml"))?)?;
+    if let Some(only) = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+    {
+        match only.as_str() {
+            "general" => (cases.file.clear(), cases.writing.clear()),
+            "files" => (cases.general.clear(), cases.writing.clear()),
+            "writing" => (cases.general.clear(), cases.file.clear()),
+            other => anyhow::bail!("--only {other}: expected general, files or writing"),
+        };
+    }
 
     let dir = tempfile::tempdir()?;
     let docs = dir.path().join("docs");

@@ -10,8 +10,10 @@ use super::{GlobalArgs, ModelArgs, Outcome, load_engine};
 use crate::llm::{Chat, Conversation, Engine, Generation, Message, Role, Sampler, SamplerConfig};
 
 /// The system prompt when none is given.
-const DEFAULT_SYSTEM: &str =
-    "You are Hearth, a helpful assistant that runs offline on its owner's home computer.";
+/// Measured with `benches/answers.rs` (Qwen2.5 0.5B writing tasks 2/5 with
+/// the old first sentence alone and a "nothing matched" line, 4/5 with
+/// this and no such line).
+const DEFAULT_SYSTEM: &str = "You are Hearth, a helpful assistant that runs offline on its owner's home computer. Answer briefly and directly.";
 
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
