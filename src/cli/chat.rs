@@ -10,10 +10,11 @@ use super::{GlobalArgs, ModelArgs, Outcome, load_engine};
 use crate::llm::{Chat, Conversation, Engine, Generation, Message, Role, Sampler, SamplerConfig};
 
 /// The system prompt when none is given.
-/// Measured with `benches/answers.rs` (Qwen2.5 0.5B writing tasks 2/5 with
-/// the old first sentence alone and a "nothing matched" line, 4/5 with
-/// this and no such line).
-const DEFAULT_SYSTEM: &str = "You are Hearth, a helpful assistant that runs offline on its owner's home computer. Answer briefly and directly.";
+/// Kept as it was: adding "Answer briefly and directly." lifted Qwen2.5's
+/// writing tasks from 3/5 to 4/5 in `benches/answers.rs`, but made
+/// SmolLM2-135M answer "What is the capital of Germany?" in broken German.
+const DEFAULT_SYSTEM: &str =
+    "You are Hearth, a helpful assistant that runs offline on its owner's home computer.";
 
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
