@@ -11,8 +11,9 @@ use crate::search::Hit;
 /// question (MiniLM cosine). Measured with `benches/answers.rs` on
 /// Qwen2.5 0.5B: at 0.3, "Summarise the notes from the residents' meeting"
 /// found no excerpt (its note scores about 0.25) and the model invented a
-/// meeting; at 0.2 it summarised the note, and the file and general
-/// scores held (see the README's answer-quality table).
+/// meeting; at 0.2 it summarised the note. Qwen's general and file
+/// scores held; SmolLM2 lost two general and one file question (the
+/// README's answer-quality section has the runs).
 pub const MIN_COSINE: f32 = 0.2;
 
 /// The hits worth showing the model.

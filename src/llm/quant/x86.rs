@@ -44,8 +44,8 @@ safe!(q6_k_batched, q6_k_avx2::<true>, BlockQ6K, BlockQ8K);
 /// intrinsics, LLVM inserts the 16 bits with `vpinsrw` into whatever
 /// register is free, and the merge made every block's scale wait for the
 /// previous block's: a loop-carried chain of about 12 cycles per block
-/// that bounded the one-scale-per-32 kernels (Qwen2.5 0.5B decode on one
-/// thread went from 15 to 25 tokens/s with this).
+/// that bounded the one-scale-per-32 kernels (Qwen2.5 0.5B tg128 on one
+/// thread: 17.2 t/s before, 21.1 after, llama.cpp 21.0–21.5).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn h(bits: u16) -> f32 {
