@@ -12,10 +12,13 @@
 //! process takes a core, the thread that still runs takes the tasks the
 //! descheduled one would have, instead of everyone waiting for it (a
 //! fixed split made two threads slower than one under load). A worker
-//! descheduled in the middle of a task still holds the caller up; when
-//! that happens ([`STALL`]) the caller runs the following jobs alone for a
-//! few milliseconds, longer while it keeps happening ([`SOLO_MIN`],
-//! [`SOLO_MAX`]), then tries the workers again.
+//! descheduled in the middle of a task still holds the caller up ([`STALL`]).
+//! When such waits add up to a good part of the recent past ([`WINDOW`],
+//! [`STALLED_SHARE`]), another process holds the core, and the caller runs
+//! the following jobs alone for a few milliseconds, longer while it keeps
+//! happening ([`SOLO_MIN`], [`SOLO_MAX`]), then tries the workers again. A
+//! lone hiccup (a VM's vCPU preempted for a moment) is only waited out:
+//! going solo for it cost more than the hiccup itself.
 //!
 //! Must not know what the tasks compute.
 
@@ -31,6 +34,13 @@ const SPIN: Duration = Duration::from_micros(200);
 /// than this and longer than its own work for a worker still inside: the
 /// worker lost its core mid-task to another process.
 const STALL: Duration = Duration::from_micros(100);
+
+/// Stalls count as contention when, within one `WINDOW`, the waits on
+/// them add up to more than a `STALLED_SHARE`-th of it (another process
+/// on the core gets time slices of a few milliseconds, so its stalls fill
+/// a third or more of any such window).
+const WINDOW: Duration = Duration::from_millis(20);
+const STALLED_SHARE: u32 = 4;
 
 /// How long jobs then run on the caller alone, at first and at most; the
 /// period doubles while stalls keep coming back and resets when they stop.
@@ -80,6 +90,9 @@ struct Contention {
     /// The current solo period.
     backoff: Duration,
     last_stall: Option<Instant>,
+    /// The current window: when it began and the stalled waits in it.
+    window_start: Option<Instant>,
+    stalled: Duration,
 }
 
 impl Contention {
@@ -101,6 +114,18 @@ impl Contention {
         if wait <= STALL || wait <= own {
             return;
         }
+        match self.window_start {
+            Some(t) if now.duration_since(t) < WINDOW => self.stalled += wait,
+            _ => {
+                self.window_start = Some(now);
+                self.stalled = wait;
+            }
+        }
+        if self.stalled <= WINDOW / STALLED_SHARE {
+            return;
+        }
+        self.window_start = None;
+        self.stalled = Duration::ZERO;
         let recent = self
             .last_stall
             .is_some_and(|t| now.duration_since(t) < self.backoff * 4);
@@ -362,32 +387,45 @@ mod tests {
     fn stalls_send_jobs_to_the_caller_for_a_growing_while() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
+        let us = Duration::from_micros;
         let mut c = Contention::default();
         // Waiting less than one's own work is not a stall.
         c.record(ms(2), ms(1), t0);
         assert!(!c.solo(t0));
-        c.record(Duration::from_micros(10), Duration::from_micros(50), t0);
+        c.record(us(10), us(50), t0);
         assert!(!c.solo(t0));
-        // A stall: alone for SOLO_MIN, then workers again.
-        c.record(Duration::from_micros(30), ms(1), t0);
-        assert!(c.solo(t0 + ms(1)));
-        assert!(!c.solo(t0 + SOLO_MIN));
-        // Stalls that keep coming back double the period, up to SOLO_MAX.
-        let mut now = t0 + SOLO_MIN;
+        // A lone stall is waited out.
+        c.record(us(30), ms(4), t0);
+        assert!(!c.solo(t0 + ms(4)));
+        // Stalls filling more than a quarter of the window: alone for
+        // SOLO_MIN, then workers again.
+        c.record(us(30), ms(2), t0 + ms(6));
+        assert!(c.solo(t0 + ms(7)));
+        assert!(!c.solo(t0 + ms(6) + SOLO_MIN));
+        // Contention that keeps coming back doubles the period, up to
+        // SOLO_MAX.
+        let mut now = t0 + ms(6) + SOLO_MIN;
         let mut last = SOLO_MIN;
         for _ in 0..10 {
-            c.record(Duration::from_micros(30), ms(1), now);
+            c.record(us(30), ms(3), now);
+            assert!(!c.solo(now), "one 3 ms stall alone");
+            c.record(us(30), ms(3), now + ms(3));
+            assert!(c.solo(now + ms(3)));
             assert!(c.backoff >= last && c.backoff <= SOLO_MAX);
             last = c.backoff;
-            now += c.backoff;
+            now += ms(3) + c.backoff;
         }
         assert_eq!(c.backoff, SOLO_MAX);
-        // After a quiet stretch, a stall starts from SOLO_MIN again.
-        c.record(
-            Duration::from_micros(30),
-            ms(1),
-            now + Duration::from_secs(5),
-        );
+        // Stalls spread over separate windows never add up.
+        let later = now + Duration::from_secs(5);
+        for k in 0..10 {
+            c.record(us(30), ms(4), later + WINDOW * k);
+            assert!(!c.solo(later + WINDOW * k));
+        }
+        // After a quiet stretch, contention starts from SOLO_MIN again.
+        let quiet = later + Duration::from_secs(5);
+        c.record(us(30), ms(3), quiet);
+        c.record(us(30), ms(3), quiet + ms(3));
         assert_eq!(c.backoff, SOLO_MIN);
     }
 
