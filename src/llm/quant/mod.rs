@@ -800,12 +800,25 @@ mod kernels {
                 }
             }
         };
+        ($name:ident, $w:ty, x86) => {
+            pub fn $name(isa: Isa) -> Option<super::PairFn<$w>> {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => Some(super::x86::$name),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Vnni => Some(super::x86::vnni::$name),
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::NeonI8mm => Some(super::arm::i8mm::$name),
+                    _ => None,
+                }
+            }
+        };
     }
 
-    pick_pair!(q4_0_x2x4, BlockQ4_0);
+    pick_pair!(q4_0_x2x4, BlockQ4_0, x86);
     pick_pair!(q4_1_x2x4, BlockQ4_1);
-    pick_pair!(q5_0_x2x4, BlockQ5_0);
-    pick_pair!(q8_0_x2x4, BlockQ8_0);
+    pick_pair!(q5_0_x2x4, BlockQ5_0, x86);
+    pick_pair!(q8_0_x2x4, BlockQ8_0, x86);
 }
 
 #[cfg(test)]

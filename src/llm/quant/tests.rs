@@ -332,3 +332,106 @@ fn every_path_matches_portable_matmul() {
         }
     }
 }
+
+/// A two-row pair is the four-row tile run on each row, bit for bit (the
+/// reference tests need every path to sum in llama.cpp's order).
+#[test]
+fn pairs_equal_tiles_bit_for_bit() {
+    fn check_pair<W: WeightBlock<Act = BlockQ8_0>>(
+        ty: QType,
+        tile: fn(Isa) -> Option<TileFn<W>>,
+        pair: fn(Isa) -> Option<PairFn<W>>,
+        rng: &mut Lcg,
+    ) {
+        let blocks = 14;
+        let (name, f16s) = (ty.name(), ty.scale_offsets());
+        let w0 = random_blocks::<W>(blocks, f16s, rng);
+        let w1 = random_blocks::<W>(blocks, f16s, rng);
+        let x: Vec<f32> = (0..4 * blocks * 32).map(|_| rng.unit()).collect();
+        let mut acts = vec![BlockQ8_0::zeroed(); 4 * blocks];
+        for (xr, ar) in x
+            .chunks_exact(blocks * 32)
+            .zip(acts.chunks_exact_mut(blocks))
+        {
+            BlockQ8_0::quantize(xr, ar);
+        }
+        let a: [&[BlockQ8_0]; 4] = std::array::from_fn(|i| &acts[i * blocks..(i + 1) * blocks]);
+        let mut checked = 0;
+        for &isa in Isa::available() {
+            let (Some(tile), Some(pair)) = (tile(isa), pair(isa)) else {
+                continue;
+            };
+            let got = pair(&w0, &w1, a);
+            let want = [tile(&w0, a), tile(&w1, a)];
+            for r in 0..2 {
+                for k in 0..4 {
+                    assert_eq!(
+                        got[r][k].to_bits(),
+                        want[r][k].to_bits(),
+                        "{name} on {}: row {r} act {k}",
+                        isa.name()
+                    );
+                }
+            }
+            checked += 1;
+        }
+        if Isa::available().contains(&Isa::Avx2) {
+            assert!(checked > 0, "{name}: no pair kernel on an AVX2 CPU");
+        }
+    }
+    let mut rng = Lcg(41);
+    check_pair::<BlockQ4_0>(QType::Q4_0, kernels::q4_0_x4, kernels::q4_0_x2x4, &mut rng);
+    check_pair::<BlockQ5_0>(QType::Q5_0, kernels::q5_0_x4, kernels::q5_0_x2x4, &mut rng);
+    check_pair::<BlockQ8_0>(QType::Q8_0, kernels::q8_0_x4, kernels::q8_0_x2x4, &mut rng);
+}
+
+/// The K-quant four-row tiles equal their batched single-row kernel bit
+/// for bit (llama.cpp's batched rounding, which the reference tests pin).
+#[test]
+fn k_quant_tiles_equal_batched_rows_bit_for_bit() {
+    fn check_tile<W: WeightBlock<Act = BlockQ8K>>(
+        ty: QType,
+        batched: fn(Isa) -> DotFn<W>,
+        tile: fn(Isa) -> Option<TileFn<W>>,
+        rng: &mut Lcg,
+    ) {
+        let blocks = 5;
+        let w = random_blocks::<W>(blocks, ty.scale_offsets(), rng);
+        let x: Vec<f32> = (0..4 * blocks * 256).map(|_| rng.unit()).collect();
+        let mut acts = vec![BlockQ8K::zeroed(); 4 * blocks];
+        for (xr, ar) in x
+            .chunks_exact(blocks * 256)
+            .zip(acts.chunks_exact_mut(blocks))
+        {
+            BlockQ8K::quantize(xr, ar);
+        }
+        let a: [&[BlockQ8K]; 4] = std::array::from_fn(|i| &acts[i * blocks..(i + 1) * blocks]);
+        for &isa in Isa::available() {
+            let Some(tile) = tile(isa) else { continue };
+            let got = tile(&w, a);
+            for (k, g) in got.iter().enumerate() {
+                let want = batched(isa)(&w, a[k]);
+                assert_eq!(
+                    g.to_bits(),
+                    want.to_bits(),
+                    "{} on {}: act {k}",
+                    ty.name(),
+                    isa.name()
+                );
+            }
+        }
+    }
+    let mut rng = Lcg(43);
+    check_tile::<BlockQ4K>(
+        QType::Q4K,
+        kernels::q4_k_batched,
+        kernels::q4_k_x4,
+        &mut rng,
+    );
+    check_tile::<BlockQ6K>(
+        QType::Q6K,
+        kernels::q6_k_batched,
+        kernels::q6_k_x4,
+        &mut rng,
+    );
+}

@@ -269,6 +269,16 @@ fn q4_k_weights(x: &BlockQ4K) -> Q4kWeights {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4_k_parts(wk: &Q4kWeights, y: &BlockQ8K) -> ([i32; 4], [__m256i; 4]) {
+    let mut mins = [0i32; 4];
+    // SAFETY: four i32 lanes into four i32s.
+    unsafe { _mm_storeu_si128(mins.as_mut_ptr() as *mut __m128i, q4_k_mins(wk, y)) };
+    (mins, std::array::from_fn(|j| q4_k_part(wk, y, j)))
+}
+
+/// The mins terms of the four 64-value groups (i32 lanes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_mins(wk: &Q4kWeights, y: &BlockQ8K) -> __m128i {
     // SAFETY: 16 bsums are 32 bytes.
     let q8sums = unsafe { load32(y.bsums.as_ptr() as *const i8) };
     // Sums of the eight 32-value sub-blocks, times their mins: lane k
@@ -277,24 +287,24 @@ fn q4_k_parts(wk: &Q4kWeights, y: &BlockQ8K) -> ([i32; 4], [__m256i; 4]) {
         _mm256_extracti128_si256::<0>(q8sums),
         _mm256_extracti128_si256::<1>(q8sums),
     );
-    let prod = _mm_madd_epi16(wk.mins, q8s);
-    let mut mins = [0i32; 4];
-    // SAFETY: four i32 lanes into four i32s.
-    unsafe { _mm_storeu_si128(mins.as_mut_ptr() as *mut __m128i, prod) };
-    let parts = std::array::from_fn(|j| {
-        let [scale_l, scale_h, q4l, q4h] = wk.groups[j];
-        // SAFETY: offsets inside the 256 plain quants.
-        let (q8l, q8h) = unsafe {
-            (
-                load32(y.qs.as_ptr().add(64 * j)),
-                load32(y.qs.as_ptr().add(64 * j + 32)),
-            )
-        };
-        let p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
-        let p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
-        _mm256_add_epi32(p16l, p16h)
-    });
-    (mins, parts)
+    _mm_madd_epi16(wk.mins, q8s)
+}
+
+/// Group `j`'s scaled products (eight i32 lanes that sum to its dot).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4_k_part(wk: &Q4kWeights, y: &BlockQ8K, j: usize) -> __m256i {
+    let [scale_l, scale_h, q4l, q4h] = wk.groups[j];
+    // SAFETY: offsets inside the 256 plain quants (`j` < 4).
+    let (q8l, q8h) = unsafe {
+        (
+            load32(y.qs.as_ptr().add(64 * j)),
+            load32(y.qs.as_ptr().add(64 * j + 32)),
+        )
+    };
+    let p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
+    let p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
+    _mm256_add_epi32(p16l, p16h)
 }
 
 /// `Q4_K` with the numerics of llama.cpp's repacked path (see
@@ -323,31 +333,43 @@ unsafe fn q4_k_avx2<const PER_64: bool>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
     acc - acc_min
 }
 
-/// Four rows of [`q4_k_avx2`]`::<true>` (the batched rounding).
+/// Four rows of [`q4_k_avx2`]`::<true>` (the batched rounding), the rows
+/// in the lanes of one vector: each lane does that kernel's float
+/// operations in its order (integer sums in any order are exact), and the
+/// four groups' horizontal sums are one `vphaddd` tree, not four.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_k_x4_avx2(w: &[BlockQ4K], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-    let mut acc = [0f32; 4];
-    let mut acc_min = [0f32; 4];
+    let mut acc = _mm_setzero_ps();
+    let mut acc_min = _mm_setzero_ps();
     for (b, x) in w.iter().enumerate() {
         let wk = q4_k_weights(x);
-        let (hd, hdmin) = (h(x.d), h(x.dmin));
-        for i in 0..4 {
-            // SAFETY: `b` is inside every row (the wrapper checked).
-            let y = unsafe { a[i].get_unchecked(b) };
-            let (d, dmin) = (hd * y.d, hdmin * y.d);
-            let (mins, parts) = q4_k_parts(&wk, y);
-            for (&imin, &part) in mins.iter().zip(&parts) {
-                acc[i] = (hsum_i32_8(part) as f32).mul_add(d, acc[i]);
-                acc_min[i] = (imin as f32).mul_add(dmin, acc_min[i]);
-            }
+        // SAFETY: `b` is inside every row (the wrapper checked).
+        let ys = a.map(|r| unsafe { r.get_unchecked(b) });
+        let yd = _mm_set_ps(ys[3].d, ys[2].d, ys[1].d, ys[0].d);
+        let d = _mm_mul_ps(_mm_set1_ps(h(x.d)), yd);
+        let dmin = _mm_mul_ps(_mm_set1_ps(h(x.dmin)), yd);
+        // Mins per row (lanes: groups), transposed to per group (lanes: rows).
+        let [m0, m1, m2, m3] = ys.map(|y| q4_k_mins(&wk, y));
+        let (t0, t1) = (_mm_unpacklo_epi32(m0, m1), _mm_unpacklo_epi32(m2, m3));
+        let (t2, t3) = (_mm_unpackhi_epi32(m0, m1), _mm_unpackhi_epi32(m2, m3));
+        let mins = [
+            _mm_unpacklo_epi64(t0, t1),
+            _mm_unpackhi_epi64(t0, t1),
+            _mm_unpacklo_epi64(t2, t3),
+            _mm_unpackhi_epi64(t2, t3),
+        ];
+        for (j, &min) in mins.iter().enumerate() {
+            let [p0, p1, p2, p3] = ys.map(|y| q4_k_part(&wk, y, j));
+            let t = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+            let sums = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256::<1>(t));
+            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(sums), d, acc);
+            acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(min), dmin, acc_min);
         }
     }
-    [
-        acc[0] - acc_min[0],
-        acc[1] - acc_min[1],
-        acc[2] - acc_min[2],
-        acc[3] - acc_min[3],
-    ]
+    let mut out = [0f32; 4];
+    // SAFETY: four f32 lanes into four f32s.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), _mm_sub_ps(acc, acc_min)) };
+    out
 }
 
 /// Bytes selecting scales `2i` (first 8) and `2i + 1` (last 8) of a
@@ -499,6 +521,26 @@ macro_rules! tile4 {
     };
 }
 
+/// Two weight rows against four activation rows (`[row][act]`), each
+/// result equal to the four-row tile's bit for bit.
+macro_rules! pair {
+    ($name:ident, $imp:ident, $w:ty, $a:ty, $has:ident) => {
+        pub fn $name(w0: &[$w], w1: &[$w], a: [&[$a]; 4]) -> [[f32; 4]; 2] {
+            debug_assert!($has());
+            assert_eq!(w0.len(), w1.len(), "weight row length");
+            for r in &a {
+                assert_eq!(r.len(), w0.len(), "activation row length");
+            }
+            // SAFETY: as for `tile4!`; lengths checked above.
+            unsafe { $imp(w0, w1, a) }
+        }
+    };
+}
+
+pair!(q4_0_x2x4, q4_0_x2x4_avx2, BlockQ4_0, BlockQ8_0, has_avx2);
+pair!(q5_0_x2x4, q5_0_x2x4_avx2, BlockQ5_0, BlockQ8_0, has_avx2);
+pair!(q8_0_x2x4, q8_0_x2x4_avx2, BlockQ8_0, BlockQ8_0, has_avx2);
+
 tile4!(q4_0_x4, q4_0_x4_avx2, BlockQ4_0, BlockQ8_0);
 tile4!(q4_1_x4, q4_1_x4_avx2, BlockQ4_1, BlockQ8_1);
 tile4!(q5_0_x4, q5_0_x4_avx2, BlockQ5_0, BlockQ8_0);
@@ -514,6 +556,9 @@ pub mod vnni {
     tile4!(q4_1_x4, q4_1_x4_vnni, BlockQ4_1, BlockQ8_1, has_vnni);
     tile4!(q5_0_x4, q5_0_x4_vnni, BlockQ5_0, BlockQ8_0, has_vnni);
     tile4!(q8_0_x4, q8_0_x4_vnni, BlockQ8_0, BlockQ8_0, has_vnni);
+    pair!(q4_0_x2x4, q4_0_x2x4_vnni, BlockQ4_0, BlockQ8_0, has_vnni);
+    pair!(q5_0_x2x4, q5_0_x2x4_vnni, BlockQ5_0, BlockQ8_0, has_vnni);
+    pair!(q8_0_x2x4, q8_0_x2x4_vnni, BlockQ8_0, BlockQ8_0, has_vnni);
 }
 
 /// Unsigned × signed bytes summed in fours, as floats: `vpmaddubsw` +
@@ -596,6 +641,39 @@ macro_rules! signed_tile {
             }
         }
 
+        /// Two weight rows: each activation block is loaded and its
+        /// scale widened once for both; every sum keeps `body`'s order.
+        #[inline(always)]
+        unsafe fn pair_body<S: Us8Sum>(
+            w0: &[$w],
+            w1: &[$w],
+            a: [&[BlockQ8_0]; 4],
+        ) -> [[f32; 4]; 2] {
+            // SAFETY: as in `body`; `w1` is as long as `w0` (checked by
+            // the wrapper).
+            unsafe {
+                let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+                for (b, $x) in w0.iter().enumerate() {
+                    let q0 = $unpack;
+                    let d0 = h($x.d);
+                    let $x = w1.get_unchecked(b);
+                    let q1 = $unpack;
+                    let d1 = h($x.d);
+                    let (a0, a1) = (_mm256_sign_epi8(q0, q0), _mm256_sign_epi8(q1, q1));
+                    for (k, r) in a.iter().enumerate() {
+                        let y = r.get_unchecked(b);
+                        let dy = h(y.d);
+                        let qy = load32(y.qs.as_ptr());
+                        let s0 = S::sum(a0, _mm256_sign_epi8(qy, q0));
+                        let s1 = S::sum(a1, _mm256_sign_epi8(qy, q1));
+                        acc[0][k] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dy), s0, acc[0][k]);
+                        acc[1][k] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dy), s1, acc[1][k]);
+                    }
+                }
+                acc.map(|row| row.map(|v| hsum_float_8(v)))
+            }
+        }
+
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(super) unsafe fn $avx2(w: &[$w], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
             // SAFETY: AVX2 enabled here.
@@ -606,6 +684,26 @@ macro_rules! signed_tile {
         pub(super) unsafe fn $vnni(w: &[$w], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
             // SAFETY: AVX2 and VNNI enabled here.
             unsafe { body::<Vnni>(w, a) }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) unsafe fn pair_avx2(
+            w0: &[$w],
+            w1: &[$w],
+            a: [&[BlockQ8_0]; 4],
+        ) -> [[f32; 4]; 2] {
+            // SAFETY: AVX2 enabled here.
+            unsafe { pair_body::<Maddubs>(w0, w1, a) }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+        pub(super) unsafe fn pair_vnni(
+            w0: &[$w],
+            w1: &[$w],
+            a: [&[BlockQ8_0]; 4],
+        ) -> [[f32; 4]; 2] {
+            // SAFETY: AVX2 and VNNI enabled here.
+            unsafe { pair_body::<Vnni>(w0, w1, a) }
         }
     };
 }
@@ -628,8 +726,11 @@ mod q8_0_tile {
     use super::*;
     signed_tile!(tile_avx2, tile_vnni, BlockQ8_0, |x| load32(x.qs.as_ptr()));
 }
+use q4_0_tile::{pair_avx2 as q4_0_x2x4_avx2, pair_vnni as q4_0_x2x4_vnni};
 use q4_0_tile::{tile_avx2 as q4_0_x4_avx2, tile_vnni as q4_0_x4_vnni};
+use q5_0_tile::{pair_avx2 as q5_0_x2x4_avx2, pair_vnni as q5_0_x2x4_vnni};
 use q5_0_tile::{tile_avx2 as q5_0_x4_avx2, tile_vnni as q5_0_x4_vnni};
+use q8_0_tile::{pair_avx2 as q8_0_x2x4_avx2, pair_vnni as q8_0_x2x4_vnni};
 use q8_0_tile::{tile_avx2 as q8_0_x4_avx2, tile_vnni as q8_0_x4_vnni};
 
 #[inline(always)]
