@@ -347,15 +347,8 @@ fn pairs_equal_tiles_bit_for_bit() {
         let (name, f16s) = (ty.name(), ty.scale_offsets());
         let w0 = random_blocks::<W>(blocks, f16s, rng);
         let w1 = random_blocks::<W>(blocks, f16s, rng);
-        let x: Vec<f32> = (0..4 * blocks * 32).map(|_| rng.unit()).collect();
-        let mut acts = vec![BlockQ8_0::zeroed(); 4 * blocks];
-        for (xr, ar) in x
-            .chunks_exact(blocks * 32)
-            .zip(acts.chunks_exact_mut(blocks))
-        {
-            BlockQ8_0::quantize(xr, ar);
-        }
-        let a: [&[BlockQ8_0]; 4] = std::array::from_fn(|i| &acts[i * blocks..(i + 1) * blocks]);
+        let acts = four_act_rows::<BlockQ8_0>(blocks, rng);
+        let a: [&[BlockQ8_0]; 4] = std::array::from_fn(|i| acts[i].as_slice());
         let mut checked = 0;
         for &isa in Isa::available() {
             let (Some(tile), Some(pair)) = (tile(isa), pair(isa)) else {
@@ -397,15 +390,8 @@ fn k_quant_tiles_equal_batched_rows_bit_for_bit() {
     ) {
         let blocks = 5;
         let w = random_blocks::<W>(blocks, ty.scale_offsets(), rng);
-        let x: Vec<f32> = (0..4 * blocks * 256).map(|_| rng.unit()).collect();
-        let mut acts = vec![BlockQ8K::zeroed(); 4 * blocks];
-        for (xr, ar) in x
-            .chunks_exact(blocks * 256)
-            .zip(acts.chunks_exact_mut(blocks))
-        {
-            BlockQ8K::quantize(xr, ar);
-        }
-        let a: [&[BlockQ8K]; 4] = std::array::from_fn(|i| &acts[i * blocks..(i + 1) * blocks]);
+        let acts = four_act_rows::<BlockQ8K>(blocks, rng);
+        let a: [&[BlockQ8K]; 4] = std::array::from_fn(|i| acts[i].as_slice());
         for &isa in Isa::available() {
             let Some(tile) = tile(isa) else { continue };
             let got = tile(&w, a);
@@ -434,4 +420,14 @@ fn k_quant_tiles_equal_batched_rows_bit_for_bit() {
         kernels::q6_k_x4,
         &mut rng,
     );
+}
+
+/// Four rows of `blocks` activation blocks, quantized from random values.
+fn four_act_rows<A: ActBlock>(blocks: usize, rng: &mut Lcg) -> [Vec<A>; 4] {
+    std::array::from_fn(|_| {
+        let x: Vec<f32> = (0..blocks * A::N).map(|_| rng.unit()).collect();
+        let mut row = vec![A::zeroed(); blocks];
+        A::quantize(&x, &mut row);
+        row
+    })
 }
