@@ -656,6 +656,7 @@ macro_rules! signed_tile {
                 for (b, $x) in w0.iter().enumerate() {
                     let q0 = $unpack;
                     let d0 = h($x.d);
+                    // `$unpack` names its block `$x`: rebind it to row 1's.
                     let $x = w1.get_unchecked(b);
                     let q1 = $unpack;
                     let d1 = h($x.d);
