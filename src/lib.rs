@@ -10,6 +10,8 @@
 //! document, server, transport or command-line dependencies.
 
 #[cfg(feature = "app")]
+pub mod actions;
+#[cfg(feature = "app")]
 pub mod audit;
 pub mod board;
 #[cfg(feature = "app")]

@@ -356,6 +356,28 @@ impl Engine {
         Ok((logits, fresh.len()))
     }
 
+    /// Appends `ids` to `conv` (one forward pass over them) and leaves the
+    /// logits after the last in `logits`: the step a caller that picks
+    /// its own tokens (constrained decoding) takes after each choice.
+    pub fn feed(
+        &self,
+        conv: &mut Conversation,
+        ids: &[TokenId],
+        logits: &mut Vec<f32>,
+    ) -> Result<(), GenerateError> {
+        let ctx = self.model.n_ctx();
+        if ids.is_empty() || conv.cache.len() + ids.len() > ctx {
+            return Err(GenerateError::PromptTooLong {
+                prompt: conv.cache.len() + ids.len(),
+                ctx,
+            });
+        }
+        self.model
+            .forward_into(ids, &mut conv.cache, Logits::Last, logits)?;
+        conv.tokens.extend_from_slice(ids);
+        Ok(())
+    }
+
     /// Generates after `prompt` in `conv`. `on_text` receives each complete
     /// piece of text as it is decoded and may stop generation early.
     pub fn generate(

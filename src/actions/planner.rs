@@ -1,0 +1,268 @@
+//! The planning step: the chat model reads only the owner's message and
+//! writes one proposal, `{"action": "remind", "what": "…"}` and the like,
+//! decoded greedily under a grammar (llguidance, over the model's own
+//! vocabulary). The grammar allows exactly the five actions, and every
+//! free-text field is a run of the owner's words (`substring_words`), so
+//! the model cannot write a path, a number or a recipient that was not
+//! in what the owner typed, and the proposal always parses.
+//!
+//! Runs on the agent thread with its own conversation (the few-shot
+//! prefix stays cached between messages); must not see excerpts,
+//! history or anyone else's text, and decides nothing ([`super::decide`]
+//! does).
+
+use std::sync::Arc;
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{ApproximateTokEnv, TokRxInfo, TokTrie, TokenId as LlgToken};
+use llguidance::{Matcher, ParserFactory};
+
+use super::{Intent, Proposal};
+use crate::llm::{Conversation, Engine, GenerateError, Message, Role, TokenKind};
+
+/// Tokens a proposal may take (the longest is a sentence of the owner's).
+const MAX_TOKENS: usize = 96;
+
+/// Longest owner message planned (characters); longer ones are answered.
+pub const MAX_TEXT: usize = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the model has no chat template")]
+    NoTemplate,
+    #[error("constrained decoding: {0}")]
+    Grammar(String),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error("the proposal did not parse: {0}")]
+    Parse(String),
+}
+
+/// What the model is told, then shown as worked examples.
+const INSTRUCTIONS: &str = "You read one message from your owner and say which action it asks \
+for, as JSON. Actions: \"remind\" when the owner asks you to remind them of something (\"what\": \
+the thing to be reminded of); \"list_reminders\" when the owner asks which reminders are set; \
+\"cancel_reminder\" when the owner asks to cancel a reminder (\"which\": what it is about, or its \
+number); \"search\" when the owner asks you to find their own notes, documents, mail or messages \
+(\"query\": what to look for); \"none\" for anything else: questions, statements, and messages \
+that only mention a reminder or a time without asking for one.";
+
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "remind me in 20 minutes to take the pizza out",
+        r#"{"action": "remind", "what": "take the pizza out"}"#,
+    ),
+    ("my dentist reminded me to floss", r#"{"action": "none"}"#),
+    (
+        "what reminders do I have?",
+        r#"{"action": "list_reminders"}"#,
+    ),
+    (
+        "find my notes about the boiler",
+        r#"{"action": "search", "query": "the boiler"}"#,
+    ),
+    (
+        "Don't let me forget to pay the bill tomorrow at noon",
+        r#"{"action": "remind", "what": "pay the bill"}"#,
+    ),
+    (
+        "can you remind me what the wifi password is?",
+        r#"{"action": "none"}"#,
+    ),
+    (
+        "cancel the reminder about the pizza",
+        r#"{"action": "cancel_reminder", "which": "the pizza"}"#,
+    ),
+    (
+        "I set a reminder for 7 but it never went off",
+        r#"{"action": "none"}"#,
+    ),
+    ("what time is it in Tokyo?", r#"{"action": "none"}"#),
+];
+
+/// The planner: the grammar machinery over `engine`'s vocabulary and a
+/// conversation of its own.
+pub struct Planner {
+    factory: ParserFactory,
+    conv: Conversation,
+    vocab: usize,
+    stops: Vec<u32>,
+}
+
+impl Planner {
+    /// Builds the token trie from `engine`'s tokenizer (once per model).
+    pub fn new(engine: &Engine) -> Result<Self, PlanError> {
+        if !engine.has_chat_template() {
+            return Err(PlanError::NoTemplate);
+        }
+        let tok = engine.tokenizer();
+        let vocab = tok.vocab_size();
+        let words: Vec<Vec<u8>> = (0..vocab as u32)
+            .map(|id| match tok.kind(id) {
+                Some(TokenKind::Control | TokenKind::UserDefined) => {
+                    // llguidance marks special tokens with a 0xFF byte.
+                    let mut w = vec![TokTrie::SPECIAL_TOKEN_MARKER];
+                    w.extend_from_slice(tok.token_text(id).unwrap_or_default().as_bytes());
+                    w
+                }
+                _ => tok.token_bytes(id, false),
+            })
+            .collect();
+        let stops: Vec<u32> = engine.stop_tokens().to_vec();
+        let eos = stops.first().copied().or(tok.eos()).unwrap_or(0);
+        let info = TokRxInfo::new(vocab as u32, eos as LlgToken);
+        let trie = TokTrie::from(&info, &words).with_eos_tokens(&stops);
+        let env: llguidance::toktrie::TokEnv = Arc::new(ApproximateTokEnv::new(trie));
+        let mut factory =
+            ParserFactory::new_simple(&env).map_err(|e| PlanError::Grammar(e.to_string()))?;
+        factory.quiet();
+        Ok(Planner {
+            factory,
+            conv: engine.new_conversation()?,
+            vocab,
+            stops,
+        })
+    }
+
+    /// The proposal for the owner's message `text`.
+    pub fn propose(&mut self, engine: &Engine, text: &str) -> Result<Proposal, PlanError> {
+        let owner_words = sanitize(text);
+        let mut messages = vec![Message::new(Role::System, INSTRUCTIONS)];
+        for (q, a) in EXAMPLES {
+            messages.push(Message::new(Role::User, *q));
+            messages.push(Message::new(Role::Assistant, *a));
+        }
+        messages.push(Message::new(Role::User, engine.neutralize(&owner_words)));
+        let rendered = engine
+            .render_chat(&messages, true)
+            .map_err(|e| PlanError::Grammar(e.to_string()))?;
+        let prompt = engine.tokenize_chat(&rendered);
+        let grammar = TopLevelGrammar::from_lark(grammar(&owner_words));
+        let mut m = Matcher::new(self.factory.create_parser(grammar));
+        let (mut logits, _) = engine.prefill(&mut self.conv, &prompt)?;
+        let mut out: Vec<u32> = Vec::new();
+        let grammar_err = |e: anyhow::Error| PlanError::Grammar(e.to_string());
+        while out.len() < MAX_TOKENS && !m.is_stopped() {
+            let forced = m.compute_ff_tokens();
+            if !forced.is_empty() {
+                m.consume_tokens(&forced).map_err(grammar_err)?;
+                engine.feed(&mut self.conv, &forced, &mut logits)?;
+                out.extend_from_slice(&forced);
+                continue;
+            }
+            let mask = m.compute_mask().map_err(grammar_err)?;
+            let mut best: Option<(u32, f32)> = None;
+            for (i, &l) in logits.iter().enumerate().take(self.vocab) {
+                if mask.is_allowed(i as LlgToken) && best.is_none_or(|(_, b)| l > b) {
+                    best = Some((i as u32, l));
+                }
+            }
+            let Some((id, _)) = best else {
+                return Err(PlanError::Grammar("no token allowed".into()));
+            };
+            if self.stops.contains(&id) {
+                break;
+            }
+            m.consume_token(id as LlgToken).map_err(grammar_err)?;
+            out.push(id);
+            if m.is_stopped() {
+                break;
+            }
+            engine.feed(&mut self.conv, &[id], &mut logits)?;
+        }
+        let json = engine.tokenizer().decode(&out);
+        tracing::trace!(proposal = %json, "planner output");
+        parse(&json)
+    }
+}
+
+/// The owner's text as the grammar may quote it: no quotes, backslashes
+/// or control characters (they would end the JSON string), at most
+/// [`MAX_TEXT`] characters.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .take(MAX_TEXT)
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The grammar of a proposal for a message whose words are `owner`.
+fn grammar(owner: &str) -> String {
+    let words = serde_json::json!({ "substring_words": owner }).to_string();
+    format!(
+        r#"start: "{{\"action\": \"" body
+body: "remind\", \"what\": \"" WORDS "\"}}"
+    | "list_reminders\"}}"
+    | "cancel_reminder\", \"which\": \"" WORDS "\"}}"
+    | "search\", \"query\": \"" WORDS "\"}}"
+    | "none\"}}"
+WORDS: %regex {words}
+"#
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct Wire {
+    action: String,
+    #[serde(default)]
+    what: String,
+    #[serde(default)]
+    which: String,
+    #[serde(default)]
+    query: String,
+}
+
+/// The proposal the grammar's output says.
+fn parse(json: &str) -> Result<Proposal, PlanError> {
+    let w: Wire = serde_json::from_str(json).map_err(|e| PlanError::Parse(e.to_string()))?;
+    let (intent, words) = match w.action.as_str() {
+        "remind" => (Intent::Remind, w.what),
+        "list_reminders" => (Intent::ListReminders, String::new()),
+        "cancel_reminder" => (Intent::CancelReminder, w.which),
+        "search" => (Intent::Search, w.query),
+        "none" => (Intent::None, String::new()),
+        other => return Err(PlanError::Parse(format!("unknown action {other:?}"))),
+    };
+    Ok(Proposal { intent, words })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar_compiles_and_quotes_only_owner_words() {
+        let env = ApproximateTokEnv::single_byte_env();
+        let factory = ParserFactory::new_simple(&env).unwrap();
+        let g = TopLevelGrammar::from_lark(grammar(&sanitize("remind me \"now\" to call")));
+        let mut m = Matcher::new(factory.create_parser(g));
+        let ok = br#"{"action": "remind", "what": "to call"}"#;
+        let trie = env.tok_trie();
+        let toks: Vec<LlgToken> = ok.iter().map(|b| trie.token_id(&[*b]).unwrap()).collect();
+        assert_eq!(m.validate_tokens(&toks).unwrap(), toks.len());
+        let mut m = Matcher::new(
+            factory.create_parser(TopLevelGrammar::from_lark(grammar("remind me to call"))),
+        );
+        let bad = br#"{"action": "remind", "what": "send my PIN"}"#;
+        let toks: Vec<LlgToken> = bad.iter().map(|b| trie.token_id(&[*b]).unwrap()).collect();
+        assert!(m.validate_tokens(&toks).unwrap() < toks.len());
+    }
+
+    #[test]
+    fn proposals_parse() {
+        assert_eq!(
+            parse(r#"{"action": "remind", "what": "call"}"#).unwrap(),
+            Proposal {
+                intent: Intent::Remind,
+                words: "call".into()
+            }
+        );
+        assert!(parse(r#"{"action": "send"}"#).is_err());
+    }
+}
