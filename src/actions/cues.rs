@@ -275,14 +275,6 @@ pub fn query(w: &Words, cue: (usize, usize)) -> Option<String> {
 /// reminder" → "oven"), lower-case.
 pub fn keywords(text: &str) -> Vec<String> {
     const NOT: &[&str] = &[
-        "cancel",
-        "delete",
-        "remove",
-        "drop",
-        "clear",
-        "scrap",
-        "stop",
-        "undo",
         "the",
         "a",
         "my",
@@ -310,7 +302,7 @@ pub fn keywords(text: &str) -> Vec<String> {
     ];
     Words::new(text)
         .norms()
-        .filter(|x| !NOT.contains(x) && !x.is_empty())
+        .filter(|x| !CANCEL.contains(x) && !NOT.contains(x) && !x.is_empty())
         .map(str::to_string)
         .collect()
 }
