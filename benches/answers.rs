@@ -20,10 +20,13 @@
 //! one built with the harness. Sampling is Hearth's default for each kind of question (greedy with
 //! sources, else 0.2 with a fixed seed), so runs repeat.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde::Deserialize;
+
+mod common;
+use common::{binary, root};
 use serde_json::Value;
 
 #[derive(Deserialize)]
@@ -46,18 +49,6 @@ struct Writing {
     min_words: usize,
     max_words: usize,
     require: Vec<String>,
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The binary under test: `HEARTH_BIN` (e.g. a release build, when this
-/// harness is built in another profile), else the one cargo built with it.
-fn binary() -> PathBuf {
-    std::env::var_os("HEARTH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hearth")))
 }
 
 fn hearth(dir: &Path, args: &[&str]) -> Command {

@@ -203,7 +203,12 @@ pub const HELP: &str = "Commands:
 /memory add CHAT, /memory list, /memory remove CHAT: keep another chat's messages for search (never answered there)
 /privacy: what is stored, for how long, where the keys are, what the network sees
 /forget last N | chat [CHAT] | from DATE to DATE | file PATH | folder PATH | everything: erase it for good
-/audit: check the audit log and get its head to keep; /audit SEQ:HASH checks a head you kept";
+/audit: check the audit log and get its head to keep; /audit SEQ:HASH checks a head you kept
+
+Or just say it, in your own words (not in a forwarded or quoted message):
+\"remind me in 20 minutes to take the pizza out\", \"don't let me forget to pay the bill tomorrow at noon\",
+\"what reminders do I have?\", \"cancel the reminder about the pizza\", \"find my notes about the boiler\".
+The reply says exactly what was set; when the time is unclear you are asked.";
 
 /// The command in `text`, if it is one (starts with `/`).
 pub fn parse(text: &str) -> Option<Command> {

@@ -4,13 +4,12 @@
 //! them, `/search` finds documents and earlier messages, and the owner's
 //! replies quote indexed documents.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::io::{BufRead, Write};
+use std::time::Duration;
 
 mod common;
 use common::daemon::{
-    allow_people, kill, next_text, open, person, say, start_serve, start_serve_with,
+    allow_people, chat_client, kill, next_text, open, person, say, start_serve, start_serve_with,
 };
 use common::{hearth_with_store, registered_docs, run, stderr};
 
@@ -18,17 +17,7 @@ use common::{hearth_with_store, registered_docs, run, stderr};
 fn a_reminder_set_in_hearth_chat_fires_on_time() {
     let dir = tempfile::tempdir().unwrap();
     let serve = start_serve(dir.path());
-    let mut c = hearth_with_store(dir.path(), "key", &["chat"]);
-    c.stdin(Stdio::piped()).stdout(Stdio::piped());
-    let mut chat = c.spawn().unwrap();
-    let mut stdin = chat.stdin.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    let stdout = chat.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines() {
-            let _ = tx.send((Instant::now(), l.unwrap()));
-        }
-    });
+    let (mut chat, mut stdin, lines) = chat_client(dir.path(), &[]);
     let next = || lines.recv_timeout(Duration::from_secs(60)).unwrap();
     stdin.write_all(b"/remind in 3 seconds tea\n").unwrap();
     let (set_at, confirm) = next();

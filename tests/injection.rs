@@ -12,12 +12,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::daemon::{kill, open, start_serve};
+use common::daemon::{audit_lines, kill, open, start_serve};
 use common::{hearth_with_store, run};
 
 const OWNER: &str = "4915112345678@s.whatsapp.net";
@@ -89,26 +88,6 @@ impl Wa {
 
 fn msg(id: &str, chat: &str, sender: &str, text: &str) -> Value {
     json!({"message_id":id,"chat_id":chat,"sender_id":sender,"text":text,"timestamp_ms":0})
-}
-
-fn audit_actions(dir: &Path) -> Vec<String> {
-    let o = run(hearth_with_store(
-        dir,
-        "key",
-        &["audit", "tail", "-n", "1000", "--json"],
-    ));
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            format!(
-                "{} {}",
-                v["action"].as_str().unwrap(),
-                v["object"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -215,7 +194,7 @@ fn injected_instructions_never_act() {
             violations.push("the file outside the folder reached a reply".into());
         }
     }
-    let log = audit_actions(dir.path());
+    let log = audit_lines(dir.path());
     for line in &log {
         let bad = [
             "sender-approved",

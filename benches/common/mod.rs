@@ -7,6 +7,20 @@ use std::path::PathBuf;
 
 use hearth::embed::Embedder;
 
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The binary under test: `HEARTH_BIN` (e.g. a release build, when this
+/// harness is built in another profile), else the one cargo built with it.
+#[cfg(feature = "app")]
+pub fn binary() -> PathBuf {
+    std::env::var_os("HEARTH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hearth")))
+}
+
 /// The shipped embedder, or `None` (with a note) when it is not installed.
 pub fn embedder() -> anyhow::Result<Option<Embedder>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");

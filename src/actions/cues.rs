@@ -50,6 +50,9 @@ const REMIND: &[&[&str]] = &[
     &["alert", "me"],
     &["wake", "me"],
     &["tell", "me", "to"],
+    &["need", "a", "reminder"],
+    &["want", "a", "reminder"],
+    &["give", "me", "a", "reminder"],
 ];
 
 /// Verbs that cancel, when a reminder is named too.
@@ -79,6 +82,60 @@ fn position(w: &Words, phrase: &[&str]) -> Option<usize> {
     })
 }
 
+/// Whether the request phrase at word `i` is said to Hearth ("remind me",
+/// "can you remind me", "please remind me", "I want you to remind me", "in
+/// 5 minutes remind me"), not said about someone else ("Tom said he would
+/// remind me", "she'll remind me").
+fn addressed(w: &Words, i: usize) -> bool {
+    const OTHERS: &[&str] = &[
+        "he", "she", "they", "it", "we", "who", "he'll", "she'll", "they'll", "we'll", "he'd",
+        "she'd", "they'd", "we'd", "i'll", "i'd",
+    ];
+    const MODALS: &[&str] = &[
+        "would",
+        "will",
+        "could",
+        "can",
+        "should",
+        "might",
+        "may",
+        "must",
+        "to",
+        "always",
+        "never",
+        "often",
+        "usually",
+        "sometimes",
+        "not",
+        "did",
+        "does",
+    ];
+    let Some(prev) = i.checked_sub(1).and_then(|p| w.norm(p)) else {
+        return true;
+    };
+    if OTHERS.contains(&prev) {
+        return false;
+    }
+    if MODALS.contains(&prev) {
+        // "can you remind me", "I want you to remind me"; not "he would".
+        return i >= 2 && matches!(w.norm(i - 2), Some("you" | "u" | "please" | "hearth"));
+    }
+    true
+}
+
+/// The first of `phrases` in `w` that is said to Hearth.
+fn first_addressed(w: &Words, phrases: &[&[&str]]) -> Option<(usize, usize)> {
+    phrases
+        .iter()
+        .filter_map(|p| {
+            (0..w.len())
+                .filter(|&i| p.iter().enumerate().all(|(k, x)| w.norm(i + k) == Some(*x)))
+                .find(|&i| addressed(w, i))
+                .map(|i| (i, i + p.len()))
+        })
+        .min()
+}
+
 fn first_of(w: &Words, phrases: &[&[&str]]) -> Option<(usize, usize)> {
     phrases
         .iter()
@@ -104,7 +161,7 @@ pub fn read(w: &Words) -> Cues {
         )
         && !cancel;
     Cues {
-        remind: first_of(w, REMIND).filter(|_| !cancel),
+        remind: first_addressed(w, REMIND).filter(|_| !cancel),
         list,
         cancel,
         search: first_of(w, SEARCH),

@@ -17,7 +17,7 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{ApproximateTokEnv, TokRxInfo, TokTrie, TokenId as LlgToken};
 use llguidance::{Matcher, ParserFactory};
 
-use super::{Intent, Proposal};
+use super::{Cues, Intent, Proposal};
 use crate::llm::{Conversation, Engine, GenerateError, Message, Role, TokenKind};
 
 /// Tokens a proposal may take (the longest is a sentence of the owner's).
@@ -40,44 +40,71 @@ pub enum PlanError {
 
 /// What the model is told, then shown as worked examples.
 const INSTRUCTIONS: &str = "You read one message from your owner and say which action it asks \
-for, as JSON. Actions: \"remind\" when the owner asks you to remind them of something (\"what\": \
-the thing to be reminded of); \"list_reminders\" when the owner asks which reminders are set; \
-\"cancel_reminder\" when the owner asks to cancel a reminder (\"which\": what it is about, or its \
-number); \"search\" when the owner asks you to find their own notes, documents, mail or messages \
+for, as JSON. Actions: \"remind\" when the owner asks to be reminded of something, to be pinged \
+or nudged about it, or not to be let forget it (\"what\": the thing to be reminded of); \
+\"list_reminders\" when the owner asks which reminders are set; \"cancel_reminder\" when the owner \
+asks to cancel, delete or remove a reminder (\"which\": what it is about, or its number); \
+\"search\" when the owner asks you to find or look up their own notes, documents, mail or messages \
 (\"query\": what to look for); \"none\" for anything else: questions, statements, and messages \
 that only mention a reminder or a time without asking for one.";
 
+/// Worked examples: every request phrase once, and messages that carry a
+/// request word but ask for nothing. (None of them is a phrasing of the
+/// evaluation in `benches/requests/cases.toml`.)
 const EXAMPLES: &[(&str, &str)] = &[
     (
-        "remind me in 20 minutes to take the pizza out",
-        r#"{"action": "remind", "what": "take the pizza out"}"#,
+        "remind me at 6 to call the vet",
+        r#"{"action": "remind", "what": "call the vet"}"#,
     ),
-    ("my dentist reminded me to floss", r#"{"action": "none"}"#),
     (
-        "what reminders do I have?",
+        "my sister reminded me about the wedding",
+        r#"{"action": "none"}"#,
+    ),
+    (
+        "don't let me forget my keys tomorrow at 8",
+        r#"{"action": "remind", "what": "my keys"}"#,
+    ),
+    (
+        "what reminders are pending?",
         r#"{"action": "list_reminders"}"#,
     ),
     (
-        "find my notes about the boiler",
-        r#"{"action": "search", "query": "the boiler"}"#,
+        "ping me on Friday about the gas bill",
+        r#"{"action": "remind", "what": "the gas bill"}"#,
     ),
     (
-        "Don't let me forget to pay the bill tomorrow at noon",
-        r#"{"action": "remind", "what": "pay the bill"}"#,
-    ),
-    (
-        "can you remind me what the wifi password is?",
+        "can you remind me what the capital of Peru is?",
         r#"{"action": "none"}"#,
     ),
     (
-        "cancel the reminder about the pizza",
-        r#"{"action": "cancel_reminder", "which": "the pizza"}"#,
+        "look up my notes about the lease",
+        r#"{"action": "search", "query": "the lease"}"#,
     ),
     (
-        "I set a reminder for 7 but it never went off",
+        "delete the reminder about the gym",
+        r#"{"action": "cancel_reminder", "which": "the gym"}"#,
+    ),
+    (
+        "the reminder for my flight came too late",
         r#"{"action": "none"}"#,
     ),
-    ("what time is it in Tokyo?", r#"{"action": "none"}"#),
+    (
+        "set a reminder in 2 hours to feed the fish",
+        r#"{"action": "remind", "what": "feed the fish"}"#,
+    ),
+    (
+        "cancel the vet reminder",
+        r#"{"action": "cancel_reminder", "which": "vet"}"#,
+    ),
+    (
+        "I had to cancel the trip on Sunday",
+        r#"{"action": "none"}"#,
+    ),
+    (
+        "find the email about the parking permit",
+        r#"{"action": "search", "query": "the parking permit"}"#,
+    ),
+    ("where did you find that?", r#"{"action": "none"}"#),
 ];
 
 /// The planner: the grammar machinery over `engine`'s vocabulary and a
@@ -124,20 +151,46 @@ impl Planner {
         })
     }
 
-    /// The proposal for the owner's message `text`.
-    pub fn propose(&mut self, engine: &Engine, text: &str) -> Result<Proposal, PlanError> {
-        let owner_words = sanitize(text);
+    /// Computes the instructions and examples once ahead of the first
+    /// request (they stay cached in the planner's conversation), so the
+    /// first "remind me…" after a start is as quick as the next.
+    pub fn warm(&mut self, engine: &Engine) -> Result<(), PlanError> {
+        let prompt = self.prompt(engine, "")?;
+        engine.prefill(&mut self.conv, &prompt)?;
+        Ok(())
+    }
+
+    /// The rendered prompt for the owner's (sanitized) words.
+    fn prompt(&self, engine: &Engine, owner_words: &str) -> Result<Vec<u32>, PlanError> {
         let mut messages = vec![Message::new(Role::System, INSTRUCTIONS)];
         for (q, a) in EXAMPLES {
-            messages.push(Message::new(Role::User, *q));
+            messages.push(Message::new(Role::User, format!("Message: {q}")));
             messages.push(Message::new(Role::Assistant, *a));
         }
-        messages.push(Message::new(Role::User, engine.neutralize(&owner_words)));
+        messages.push(Message::new(
+            Role::User,
+            format!("Message: {}", engine.neutralize(owner_words)),
+        ));
         let rendered = engine
             .render_chat(&messages, true)
             .map_err(|e| PlanError::Grammar(e.to_string()))?;
-        let prompt = engine.tokenize_chat(&rendered);
-        let grammar = TopLevelGrammar::from_lark(grammar(&owner_words));
+        Ok(engine.tokenize_chat(&rendered))
+    }
+
+    /// The proposal for the owner's message `text`, choosing among the
+    /// actions `cues` found request words for, or none.
+    pub fn propose(
+        &mut self,
+        engine: &Engine,
+        text: &str,
+        cues: &Cues,
+    ) -> Result<Proposal, PlanError> {
+        // Lower case: the small models read "Don't let me forget" and
+        // "don't let me forget" differently. The proposal's words are only
+        // a fallback; `decide` takes the subject from the words as written.
+        let owner_words = sanitize(&text.to_lowercase());
+        let prompt = self.prompt(engine, &owner_words)?;
+        let grammar = TopLevelGrammar::from_lark(grammar(&owner_words, cues));
         let mut m = Matcher::new(self.factory.create_parser(grammar));
         let (mut logits, _) = engine.prefill(&mut self.conv, &prompt)?;
         let mut out: Vec<u32> = Vec::new();
@@ -192,18 +245,30 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
-/// The grammar of a proposal for a message whose words are `owner`.
-fn grammar(owner: &str) -> String {
+/// The grammar of a proposal for a message whose words are `owner`: only
+/// the actions `cues` found request words for, and "none". A small model
+/// then only judges whether the request words are a request ("remind me
+/// at 7" against "I set a reminder for 7 but it never went off"), never
+/// which of five actions it might be.
+fn grammar(owner: &str, cues: &Cues) -> String {
     let words = serde_json::json!({ "substring_words": owner }).to_string();
+    let mut bodies = Vec::new();
+    if cues.remind.is_some() {
+        bodies.push(r#""remind\", \"what\": \"" WORDS "\"}""#);
+    }
+    if cues.list {
+        bodies.push(r#""list_reminders\"}""#);
+    }
+    if cues.cancel {
+        bodies.push(r#""cancel_reminder\", \"which\": \"" WORDS "\"}""#);
+    }
+    if cues.search.is_some() {
+        bodies.push(r#""search\", \"query\": \"" WORDS "\"}""#);
+    }
+    bodies.push(r#""none\"}""#);
     format!(
-        r#"start: "{{\"action\": \"" body
-body: "remind\", \"what\": \"" WORDS "\"}}"
-    | "list_reminders\"}}"
-    | "cancel_reminder\", \"which\": \"" WORDS "\"}}"
-    | "search\", \"query\": \"" WORDS "\"}}"
-    | "none\"}}"
-WORDS: %regex {words}
-"#
+        "start: \"{{\\\"action\\\": \\\"\" body\nbody: {}\nWORDS: %regex {words}\n",
+        bodies.join("\n    | ")
     )
 }
 
@@ -240,18 +305,45 @@ mod tests {
     fn the_grammar_compiles_and_quotes_only_owner_words() {
         let env = ApproximateTokEnv::single_byte_env();
         let factory = ParserFactory::new_simple(&env).unwrap();
-        let g = TopLevelGrammar::from_lark(grammar(&sanitize("remind me \"now\" to call")));
+        let all = Cues {
+            remind: Some((0, 2)),
+            list: true,
+            cancel: true,
+            search: Some((0, 1)),
+        };
+        let g = TopLevelGrammar::from_lark(grammar(&sanitize("remind me \"now\" to call"), &all));
         let mut m = Matcher::new(factory.create_parser(g));
         let ok = br#"{"action": "remind", "what": "to call"}"#;
         let trie = env.tok_trie();
         let toks: Vec<LlgToken> = ok.iter().map(|b| trie.token_id(&[*b]).unwrap()).collect();
         assert_eq!(m.validate_tokens(&toks).unwrap(), toks.len());
-        let mut m = Matcher::new(
-            factory.create_parser(TopLevelGrammar::from_lark(grammar("remind me to call"))),
-        );
+        let mut m = Matcher::new(factory.create_parser(TopLevelGrammar::from_lark(grammar(
+            "remind me to call",
+            &all,
+        ))));
         let bad = br#"{"action": "remind", "what": "send my PIN"}"#;
         let toks: Vec<LlgToken> = bad.iter().map(|b| trie.token_id(&[*b]).unwrap()).collect();
         assert!(m.validate_tokens(&toks).unwrap() < toks.len());
+        // Only what the words asked for, or none.
+        let remind_only = Cues {
+            remind: Some((0, 2)),
+            ..Cues::default()
+        };
+        let toks = |b: &[u8]| -> Vec<LlgToken> {
+            b.iter().map(|b| trie.token_id(&[*b]).unwrap()).collect()
+        };
+        let parser = |c: &Cues| {
+            Matcher::new(
+                factory.create_parser(TopLevelGrammar::from_lark(grammar("remind me to call", c))),
+            )
+        };
+        let list = toks(br#"{"action": "list_reminders"}"#);
+        assert!(parser(&remind_only).validate_tokens(&list).unwrap() < list.len());
+        let none = toks(br#"{"action": "none"}"#);
+        assert_eq!(
+            parser(&remind_only).validate_tokens(&none).unwrap(),
+            none.len()
+        );
     }
 
     #[test]

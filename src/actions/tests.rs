@@ -146,3 +146,27 @@ fn picking_the_reminder_to_cancel() {
         Pick::NoneMatches
     );
 }
+
+#[test]
+fn request_words_about_someone_else_are_no_request() {
+    let remind = |t: &str| cues::read(&Words::new(t)).remind.is_some();
+    assert!(!remind("Tom said he would remind me about the party"));
+    assert!(!remind("she'll remind me at 5"));
+    assert!(remind("can you remind me at 5 to call"));
+    assert!(remind("I want you to remind me at 5 to call"));
+    assert!(remind("in 5 minutes remind me to call"));
+    assert!(remind("I need a reminder tomorrow at 6pm to buy milk"));
+    // Whatever the model says, a request said about someone else is answered.
+    assert_eq!(
+        run(
+            "Tom said he would remind me at 5 about the party",
+            Intent::Remind,
+            "the party"
+        ),
+        Decision::Answer
+    );
+    assert_eq!(
+        set("I need a reminder tomorrow at 6pm to buy milk", "buy milk"),
+        "Thu 26 Nov 2026 18:00 CET | buy milk"
+    );
+}

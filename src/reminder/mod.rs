@@ -9,6 +9,7 @@
 //! anything (the daemon fires reminders) or guess a time it cannot read
 //! (an error is a question back to the owner).
 
+mod duration;
 mod when;
 
 use jiff::tz::TimeZone;

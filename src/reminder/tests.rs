@@ -188,6 +188,14 @@ fn what_people_say() {
         "Fri 27 Nov 2026 14:10 CET | in two days"
     );
     assert_eq!(
+        found("in 3 days at 10am x"),
+        "Sat 28 Nov 2026 10:00 CET | in 3 days at 10am"
+    );
+    assert_eq!(
+        found("in a week at noon x"),
+        "Wed 2 Dec 2026 12:00 CET | in a week at noon"
+    );
+    assert_eq!(
         found("at 9 o'clock tomorrow"),
         "Thu 26 Nov 2026 09:00 CET | at 9 o'clock tomorrow"
     );

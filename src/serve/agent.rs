@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::memory::Memory;
+use super::requests::Outcome;
 use super::{Event, Shared};
 use crate::audit::{Action, Actor, Entry};
 use crate::command::{self, Command};
@@ -62,8 +63,9 @@ fn system_prompt(config: &Config, now_ms: i64, excerpts: bool) -> String {
     let base = format!(
         "You are Hearth, a helpful assistant that runs offline on its owner's home computer.{owner} \
          Today is {date}. Answer briefly and truthfully; say so when you do not know. \
-         You cannot act: you do not send messages, set reminders or open files; \
-         the owner does that with commands (/help lists them)."
+         When your owner asks in plain words to set, list or cancel a reminder or to search \
+         their documents, Hearth does it before you see the message; a request you do see was \
+         not carried out, so never say that you set, changed or sent anything."
     );
     if excerpts {
         crate::sources::chat_system_prompt(&base)
@@ -102,6 +104,7 @@ pub fn run(
         }
     };
     let mut cache = ChatCache::default();
+    let mut requests = super::requests::Requests::default();
     while !shutdown.is_cancelled() {
         shared.beat();
         let next = match next_message(shared, config, &served) {
@@ -115,6 +118,9 @@ pub fn run(
         let Some(next) = next else {
             // Idle: make kept chats' new messages searchable first.
             if memory.as_ref().is_some_and(|m| m.catch_up(shared)) {
+                continue;
+            }
+            if requests.warm(&engine) {
                 continue;
             }
             let _ = wake.recv_timeout(IDLE_POLL);
@@ -134,6 +140,16 @@ pub fn run(
                 Action::Command,
                 format!("/{}", cmd.name()),
             ));
+            record(shared, &next, &text);
+            continue;
+        }
+        if let Outcome::Replied(text) =
+            requests.handle(&engine, shared, config, memory.as_mut(), &next)
+        {
+            let _ = shared.events.send(Event::Typing {
+                chat_id: next.chat_id.clone(),
+                on: false,
+            });
             record(shared, &next, &text);
             continue;
         }
@@ -251,7 +267,7 @@ struct Turning<'a> {
 /// Whether `msg` is in the owner's own chat: a terminal chat, or a direct
 /// chat with a configured owner number (the chat id is the sender's id in
 /// direct chats; a group never qualifies, its id is the group's).
-fn owner_chat(config: &Config, msg: &Pending) -> bool {
+pub(super) fn owner_chat(config: &Config, msg: &Pending) -> bool {
     crate::proto::ChatId::is_local(&msg.chat_id)
         || (msg.chat_id == msg.sender && config.is_owner_number(&msg.sender))
 }
@@ -330,6 +346,10 @@ fn answer(
         );
     }
     match result {
+        Ok(g) if super::requests::forged_read_back(&g.text) => {
+            tracing::info!("a reply imitating a read-back was replaced");
+            Some(super::requests::NOT_DONE.to_string())
+        }
         Ok(g) if !g.text.trim().is_empty() => Some(g.text.trim().to_string()),
         Ok(_) => Some("…".into()),
         Err(e) => {

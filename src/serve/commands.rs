@@ -81,27 +81,12 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
             },
         },
         Command::Remind(args) => {
-            let now = crate::clock::now_ms();
-            let now_z = match jiff::Timestamp::from_millisecond(now) {
+            let now_z = match jiff::Timestamp::from_millisecond(crate::clock::now_ms()) {
                 Ok(t) => t.to_zoned_datetime(shared.time_zone.clone()),
                 Err(e) => return failed("read the clock", &e),
             };
             match reminder::parse(args, &now_z) {
-                Ok(r) => {
-                    let due = r.due.as_millisecond();
-                    match shared.with_store(|s| s.add_reminder(&msg.chat_id, &r.what, due)) {
-                        Ok(id) => {
-                            shared.reminders_changed.notify_one();
-                            format!(
-                                "Reminder {} set for {}: {}",
-                                id.0,
-                                reminder::describe(r.due, &shared.time_zone),
-                                r.what
-                            )
-                        }
-                        Err(e) => failed("store the reminder", &e),
-                    }
-                }
+                Ok(r) => set_reminder(shared, &msg.chat_id, &r),
                 Err(e) => format!("Not set: {e}"),
             }
         }
@@ -151,6 +136,95 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
             Err(e) => failed("read what is stored", &e),
         },
         Command::Unknown(word) => format!("Unknown command /{word}.\n{}", command::HELP),
+    }
+}
+
+/// Stores reminder `r` for `chat` and says so: the read-back every way of
+/// setting a reminder ends with.
+fn set_reminder(shared: &Shared, chat: &str, r: &reminder::Request) -> String {
+    let due = r.due.as_millisecond();
+    match shared.with_store(|s| s.add_reminder(chat, &r.what, due)) {
+        Ok(id) => {
+            shared.reminders_changed.notify_one();
+            format!(
+                "Reminder {} set for {}: {}",
+                id.0,
+                reminder::describe(r.due, &shared.time_zone),
+                r.what
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing a reminder failed");
+            format!("Could not store the reminder: {e}")
+        }
+    }
+}
+
+/// Carries out an action the owner asked for in words (validated by
+/// [`crate::actions::decide`]) exactly as the slash command it stands for;
+/// returns the reply.
+pub fn act(
+    shared: &Shared,
+    memory: Option<&mut Memory>,
+    msg: &Pending,
+    action: &crate::actions::Action,
+) -> String {
+    use crate::actions::{Action as Do, Pick, Which, pick};
+    match action {
+        Do::SetReminder(r) => {
+            tracing::info!(command = "remind", "owner request in words");
+            set_reminder(shared, &msg.chat_id, r)
+        }
+        Do::ListReminders => run(shared, memory, msg, &Command::Reminders),
+        Do::Search(q) => run(shared, memory, msg, &Command::Search(q.clone())),
+        Do::CancelReminder(Which::Number(id)) => {
+            run(shared, memory, msg, &Command::Cancel(Some(*id)))
+        }
+        Do::CancelReminder(which) => {
+            let pending = match shared.with_store(|s| s.pending_reminders()) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading reminders failed");
+                    return format!("Could not read the reminders: {e}");
+                }
+            };
+            let texts: Vec<_> = pending.iter().map(|r| (r.id, r.text.clone())).collect();
+            match pick(which, &texts) {
+                Pick::One(id) => {
+                    let what = texts
+                        .iter()
+                        .find(|(i, _)| *i == id)
+                        .map(|(_, t)| t.as_str())
+                        .unwrap_or_default();
+                    match shared.with_store(|s| s.cancel_reminder(id)) {
+                        Ok(true) => {
+                            shared.reminders_changed.notify_one();
+                            format!("Reminder {} cancelled: {what}", id.0)
+                        }
+                        Ok(false) => {
+                            format!("No pending reminder {}; /reminders lists them.", id.0)
+                        }
+                        Err(e) => format!("Could not cancel: {e}"),
+                    }
+                }
+                Pick::NoneMatches if pending.is_empty() => "No reminders pending.".into(),
+                Pick::NoneMatches => format!(
+                    "No pending reminder is about that; nothing was cancelled. Pending:\n{}",
+                    run(shared, None, msg, &Command::Reminders)
+                ),
+                Pick::Several(ids) => {
+                    let lines: Vec<String> = texts
+                        .iter()
+                        .filter(|(i, _)| ids.contains(i))
+                        .map(|(i, t)| format!("{}. {t}", i.0))
+                        .collect();
+                    format!(
+                        "Several reminders match; nothing was cancelled. Which one? (/cancel N)\n{}",
+                        lines.join("\n")
+                    )
+                }
+            }
+        }
     }
 }
 

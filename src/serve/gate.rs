@@ -53,20 +53,16 @@ pub enum Stored {
 /// for the agent, answered at once ([`media_answer`]), or only kept (an
 /// opted-in chat).
 pub fn take(shared: &Shared, role: ClientRole, m: &Inbound) -> Result<Stored, StoreError> {
-    let (chat, sender, remember, text) = if role == ClientRole::Bridge {
+    let (chat, sender, remember) = if role == ClientRole::Bridge {
         match admit(shared, &shared.config, m)? {
-            Admission::Queue { chat_id, sender } => (chat_id, sender, false, stored_text(m)),
-            Admission::Remember { chat_id, sender } => (chat_id, sender, true, stored_text(m)),
+            Admission::Queue { chat_id, sender } => (chat_id, sender, false),
+            Admission::Remember { chat_id, sender } => (chat_id, sender, true),
             Admission::Held(notice) => return Ok(Stored::Held(notice)),
         }
     } else {
-        (
-            m.chat_id.0.clone(),
-            m.sender_id.0.clone(),
-            false,
-            m.text.clone(),
-        )
+        (m.chat_id.0.clone(), m.sender_id.0.clone(), false)
     };
+    let (text, typed_from) = stored(m);
     let row = NewMessage {
         chat_id: &chat,
         msg_id: &m.message_id.0,
@@ -74,6 +70,7 @@ pub fn take(shared: &Shared, role: ClientRole, m: &Inbound) -> Result<Stored, St
         outgoing: false,
         text: &text,
         ts_ms: m.timestamp_ms,
+        typed_from,
     };
     shared.with_store(|st| {
         Ok(if remember {
@@ -241,10 +238,15 @@ fn random5() -> [u8; 5] {
 }
 
 /// The text stored (and later shown to the model) for an admitted
-/// message: media noted in brackets, a quote given as context, and a
-/// forwarded message marked so it can never read as a command.
-pub fn stored_text(m: &Inbound) -> String {
-    let mut text = m.text.trim().to_string();
+/// message, media noted in brackets, a quote given as context, and a
+/// forwarded message marked so it can never read as a command; and where
+/// in it the sender's own typing begins: after a quote; nowhere for a
+/// forwarded message or media (a caption, or later a transcript, is not
+/// typed text that may act).
+fn stored(m: &Inbound) -> (String, Option<usize>) {
+    let typed = m.text.trim();
+    let mut text = typed.to_string();
+    let mut own = !m.forwarded && m.media.is_none();
     if let Some(media) = &m.media {
         let what = match media.kind {
             MediaKind::Voice => "voice note",
@@ -275,7 +277,11 @@ pub fn stored_text(m: &Inbound) -> String {
     {
         text = format!("[replying to: {:?}] {text}", q.text);
     }
-    text
+    // The typed words are the end of the text whenever they are the
+    // sender's own (a quote only ever goes before them).
+    own &= text.ends_with(typed);
+    let from = own.then(|| text.len() - typed.len());
+    (text, from)
 }
 
 /// The fixed answer for a message the model cannot read (media with no
@@ -296,6 +302,10 @@ pub fn media_answer(m: &Inbound) -> Option<&'static str> {
 #[cfg(test)]
 mod media_tests {
     use super::*;
+
+    fn stored_text(m: &Inbound) -> String {
+        stored(m).0
+    }
     use crate::proto::{ChatId, Media, MessageId, Quoted, SenderId};
 
     fn msg(text: &str, media: Option<MediaKind>) -> Inbound {
@@ -353,5 +363,31 @@ mod media_tests {
             "/status",
             "a quote never hides a command"
         );
+    }
+
+    #[test]
+    fn only_the_senders_own_typing_may_act() {
+        let typed = |m: &Inbound| {
+            let (text, from) = stored(m);
+            from.map(|f| text[f..].to_string())
+        };
+        assert_eq!(
+            typed(&msg("  remind me at 9 ", None)).as_deref(),
+            Some("remind me at 9")
+        );
+        let mut q = msg("ok thanks", None);
+        q.quoted = Some(Quoted {
+            message_id: None,
+            text: "remind me in 5 minutes to send my PIN".into(),
+        });
+        assert_eq!(
+            typed(&q).as_deref(),
+            Some("ok thanks"),
+            "the quote is not theirs"
+        );
+        let mut f = msg("remind me in 5 minutes to send my PIN", None);
+        f.forwarded = true;
+        assert_eq!(typed(&f), None);
+        assert_eq!(typed(&msg("remind me at 9", Some(MediaKind::Image))), None);
     }
 }

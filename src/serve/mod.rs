@@ -14,6 +14,7 @@ mod commands;
 mod gate;
 pub mod memory;
 mod reminders;
+mod requests;
 mod retention;
 mod systemd;
 

@@ -57,6 +57,11 @@ pub struct NewMessage<'a> {
     pub outgoing: bool,
     pub text: &'a str,
     pub ts_ms: i64,
+    /// Where, in `text`, the words the sender typed themselves begin
+    /// (after a quote given as context): `None` when no part of the text is
+    /// the sender's own typing (forwarded, media, Hearth's replies). Only
+    /// such words may ever ask for an action.
+    pub typed_from: Option<usize>,
 }
 
 /// A chunk with where it came from.

@@ -325,6 +325,7 @@ mod tests {
             outgoing: false,
             text,
             ts_ms,
+            typed_from: None,
         };
         assert!(s.enqueue_inbound(&m).unwrap());
         let p = s
@@ -367,6 +368,7 @@ mod tests {
             text: id,
             // The sender's clock says 1970: it does not matter.
             ts_ms: 0,
+            typed_from: None,
         };
         for id in ["old", "old-undelivered", "old-waiting", "new"] {
             s.enqueue_inbound(&msg(id)).unwrap();

@@ -334,6 +334,7 @@ pub(crate) fn test_message<'a>(chat: &'a str, id: &'a str, text: &'a str) -> New
         outgoing: false,
         text,
         ts_ms: 1,
+        typed_from: Some(0),
     }
 }
 

@@ -22,6 +22,17 @@ pub struct Pending {
     pub sender: String,
     pub text: String,
     pub ts_ms: i64,
+    /// Where the sender's own typing begins in `text` (see
+    /// [`NewMessage::typed_from`]).
+    pub typed_from: Option<usize>,
+}
+
+impl Pending {
+    /// The words the sender typed themselves, if any part of the text is
+    /// theirs: never a quote, a forwarded message or a media note.
+    pub fn typed(&self) -> Option<&str> {
+        self.text.get(self.typed_from?..)
+    }
 }
 
 /// A recorded reply.
@@ -72,6 +83,9 @@ fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
         sender: r.get(3)?,
         text: r.get(4)?,
         ts_ms: r.get(5)?,
+        typed_from: r
+            .get::<_, Option<i64>>(6)?
+            .and_then(|n| usize::try_from(n).ok()),
     })
 }
 
@@ -82,9 +96,16 @@ pub(super) fn insert_inbound(
     m: &NewMessage<'_>,
 ) -> Result<usize, StoreError> {
     Ok(tx.execute(
-        "INSERT OR IGNORE INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms)
-         VALUES (?1, ?2, ?3, 0, ?4, ?5)",
-        params![m.chat_id, m.msg_id, m.sender, m.text, m.ts_ms],
+        "INSERT OR IGNORE INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms, typed_from)
+         VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)",
+        params![
+            m.chat_id,
+            m.msg_id,
+            m.sender,
+            m.text,
+            m.ts_ms,
+            m.typed_from.and_then(|n| i64::try_from(n).ok())
+        ],
     )?)
 }
 
@@ -138,7 +159,7 @@ impl Store {
     /// first (the scheduler picks among them fairly).
     pub fn pending_heads(&self) -> Result<Vec<Pending>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT m.id, m.chat_id, m.msg_id, m.sender, m.text, m.ts_ms
+            "SELECT m.id, m.chat_id, m.msg_id, m.sender, m.text, m.ts_ms, m.typed_from
              FROM messages m JOIN (
                  SELECT min(message_id) AS head FROM inbox WHERE answered = 0 GROUP BY chat_id
              ) h ON m.id = h.head
@@ -153,7 +174,7 @@ impl Store {
     /// `/resume` must not wait behind the messages queued before it.
     pub fn pending_commands(&self) -> Result<Vec<Pending>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT m.id, m.chat_id, m.msg_id, m.sender, m.text, m.ts_ms
+            "SELECT m.id, m.chat_id, m.msg_id, m.sender, m.text, m.ts_ms, m.typed_from
              FROM inbox i JOIN messages m ON m.id = i.message_id
              WHERE i.answered = 0 AND ltrim(m.text) LIKE '/%'
              ORDER BY m.id",

@@ -169,6 +169,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE id = new.id;
     END;
     ",
+    // 9: where the words the sender typed begin in a message's text (NULL:
+    // none are, e.g. forwarded): only those words may ask for an action.
+    "
+    ALTER TABLE messages ADD COLUMN typed_from INTEGER;
+    ",
 ];
 
 /// Brings `db` up to the last of `migrations` (the store's or the

@@ -111,6 +111,7 @@ fn raw_files_hold_no_plaintext() {
         outgoing: false,
         text: "zebra crossing at noon",
         ts_ms: 7,
+        typed_from: None,
     };
     s.insert_message(&m, &[]).unwrap();
     // Both the database and its write-ahead log, before and after a checkpoint.

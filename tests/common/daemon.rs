@@ -123,3 +123,51 @@ pub fn kill(mut serve: Child) {
     serve.kill().unwrap();
     serve.wait().unwrap();
 }
+
+/// The audit log of the store in `dir`, one `action object` line per
+/// record.
+pub fn audit_lines(dir: &Path) -> Vec<String> {
+    let o = super::run(hearth_with_store(
+        dir,
+        "key",
+        &["audit", "tail", "-n", "1000", "--json"],
+    ));
+    assert!(o.status.success(), "{}", super::stderr(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{} {}",
+                v["action"].as_str().unwrap(),
+                v["object"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// `hearth chat` (with `args`) on the store in `dir`, as a person at the
+/// terminal: its stdin, and its stdout lines with when each arrived.
+pub fn chat_client(
+    dir: &Path,
+    args: &[&str],
+) -> (
+    Child,
+    std::process::ChildStdin,
+    std::sync::mpsc::Receiver<(Instant, String)>,
+) {
+    let mut all = vec!["chat"];
+    all.extend_from_slice(args);
+    let mut c = hearth_with_store(dir, "key", &all);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut chat = c.spawn().unwrap();
+    let stdin = chat.stdin.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = chat.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines() {
+            let _ = tx.send((Instant::now(), l.unwrap()));
+        }
+    });
+    (chat, stdin, lines)
+}
