@@ -93,12 +93,15 @@ pub fn extract(data: &[u8]) {
     let Some((kind, bytes)) = data.split_first() else {
         return;
     };
-    let name = match kind % 6 {
+    let name = match kind % 9 {
         0 => "f.html",
         1 => "f.pdf",
         2 => "f.odt",
         3 => "f.docx",
         4 => "f.md",
+        5 => "f.ics",
+        6 => "f.eml",
+        7 => "f.mbox",
         _ => "f.txt",
     };
     let _ = hearth::index::extract::extract(Path::new(name), bytes);

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use hearth::embed::Embedder;
 use hearth::index::sync::{Quiet, sync};
 use hearth::paths::Paths;
@@ -209,6 +211,7 @@ fn chat_messages_are_searchable_and_labelled_by_chat_and_time() {
         outgoing: false,
         text,
         ts_ms: 1_764_079_380_000,
+        typed_from: None,
     };
     let chunk = NewChunk {
         text: text.into(),
@@ -220,4 +223,122 @@ fn chat_messages_are_searchable_and_labelled_by_chat_and_time() {
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].path, "chat:family at 2025-11-25 14:03 UTC");
     assert!(hits[0].snippet.contains("**Dinner**"), "{hits:?}");
+}
+
+/// Calendars and mail in an indexed folder, through `hearth index` with the
+/// owner's time zone: each event and each message is its own chunk with its
+/// header lines, times in the owner's zone, attachments left out; a broken
+/// `.ics`, `.eml` and `.mbox` each fail alone; and the default model answers
+/// "when is the dentist?" from the calendar, citing it.
+#[test]
+fn calendars_and_mail_index_as_events_and_messages() {
+    use common::{hearth_with_store, on_this_box, registered_docs, run, stderr};
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Family//EN\r\n\
+BEGIN:VEVENT\r\nUID:d1\r\nSUMMARY:Dentist appointment with Dr Okafor\r\n\
+DTSTART;TZID=Europe/London:20261210T143000\r\nDTEND;TZID=Europe/London:20261210T151500\r\n\
+LOCATION:Brightsmile Dental\\, 4 Mill Lane\r\nDESCRIPTION:Check-up and cleaning. Bring the\r\n  \
+NHS card.\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:d2\r\nSUMMARY:Piano recital\r\nDTSTART:20261212T180000Z\r\nEND:VEVENT\r\n\
+END:VCALENDAR\r\n";
+    let eml = "From: Mrs Dawson <dawson@oakfield.example>\r\nTo: Parents of 4B <4b@oakfield.example>\r\n\
+Date: Tue, 1 Dec 2026 15:20:00 +0000\r\nSubject: Class trip to the Natural History Museum\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"xx\"\r\n\r\n--xx\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nThe class trip is on Friday 11 December. The coach \
+leaves at 8:15; please pack a lunch and a raincoat.\r\n--xx\r\nContent-Type: text/plain\r\n\
+Content-Disposition: attachment; filename=\"consent.txt\"\r\n\r\nQUILLWORT consent form\r\n--xx--\r\n";
+    let mbox = "From landlord@example.org Mon Nov 30 09:00:00 2026\nFrom: Landlord <landlord@example.org>\n\
+Subject: Boiler service\nDate: Mon, 30 Nov 2026 09:00:00 +0000\n\nThe boiler engineer Pellworth comes on Monday.\n\
+\nFrom sam@example.org Tue Dec  1 10:00:00 2026\nFrom: Sam <sam@example.org>\nSubject: Squash\n\
+Date: Tue, 1 Dec 2026 10:00:00 +0000\n\nSquash on Wednesday with Marlowe?\n";
+    let (dir, _docs) = registered_docs([
+        ("family.ics", ics),
+        ("school.eml", eml),
+        ("inbox.mbox", mbox),
+        (
+            "broken.ics",
+            "BEGIN:VCALENDAR\nBEGIN:VEVENT\nSUMMARY:half an event",
+        ),
+        ("broken.eml", "no headers here, only words"),
+        ("broken.mbox", "this is not a mailbox"),
+    ]);
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "time_zone = \"America/New_York\"\n",
+    )
+    .unwrap();
+    let o = run(hearth_with_store(dir.path(), "key", &["index"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("3 added"), "{out}");
+    assert!(
+        out.contains("3 failed"),
+        "each broken file fails alone: {out}"
+    );
+    for broken in ["broken.ics", "broken.eml", "broken.mbox"] {
+        assert!(stderr(&o).contains(broken), "{}", stderr(&o));
+    }
+    let search = |q: &str| -> Vec<serde_json::Value> {
+        let o = run(hearth_with_store(
+            dir.path(),
+            "key",
+            &["search", "--json", q],
+        ));
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // The event, with its time in the owner's zone (14:30 London is 09:30
+    // in New York) and its place.
+    let hits = search("dentist Okafor");
+    let top = hits[0]["snippet"].as_str().unwrap().replace("**", "");
+    assert!(hits[0]["path"].as_str().unwrap().ends_with("family.ics"));
+    assert!(top.contains("Thu 10 Dec 2026 09:30 to 10:15 EST"), "{top}");
+    assert!(top.contains("Brightsmile Dental, 4 Mill Lane"), "{top}");
+    assert!(!top.contains("Piano"), "one event per chunk: {top}");
+    // The mail, from/date/subject and body; never the attachment.
+    let hits = search("class trip museum");
+    let top = hits[0]["snippet"].as_str().unwrap().replace("**", "");
+    assert!(hits[0]["path"].as_str().unwrap().ends_with("school.eml"));
+    assert!(top.contains("Date: Tue 1 Dec 2026 10:20 EST"), "{top}");
+    assert!(
+        top.contains("The class trip is on Friday 11 December"),
+        "{top}"
+    );
+    let hits = search("Dawson");
+    assert!(
+        hits[0]["path"].as_str().unwrap().ends_with("school.eml"),
+        "the sender is indexed"
+    );
+    for hit in search("QUILLWORT consent form") {
+        let text = hit["snippet"].as_str().unwrap();
+        assert!(
+            !text.contains("QUILLWORT"),
+            "attachments are skipped: {text}"
+        );
+    }
+    // Each mbox message on its own.
+    let hits = search("Pellworth");
+    assert!(hits[0]["path"].as_str().unwrap().ends_with("inbox.mbox"));
+    assert!(!hits[0]["snippet"].as_str().unwrap().contains("Marlowe"));
+
+    let o = run(on_this_box(hearth_with_store(
+        dir.path(),
+        "key",
+        &[
+            "ask",
+            "--json",
+            "-n",
+            "48",
+            "When is my dentist appointment?",
+        ],
+    )));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["text"].as_str().unwrap().contains("9:30"), "{v}");
+    assert!(
+        v["sources"][0].as_str().unwrap().ends_with("family.ics"),
+        "{v}"
+    );
 }

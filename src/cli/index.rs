@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{GlobalArgs, Outcome, load_embedder};
 use crate::audit::{Action, Actor, Entry};
 use crate::index::scope::DEFAULT_EXCLUSIONS;
-use crate::index::sync::{Progress, sync};
+use crate::index::sync::{Progress, sync_in};
 use crate::store::{Create, Store};
 
 #[derive(Debug, Args)]
@@ -148,8 +148,9 @@ fn run_sync(g: &GlobalArgs, store: &mut Store) -> anyhow::Result<Outcome> {
             ),
     );
     let start = Instant::now();
-    let report = sync(store, &embedder, &mut Bar(bar))?;
-    let retention = crate::config::Config::load(&g.config_file())?.retention;
+    let config = crate::config::Config::load(&g.config_file())?;
+    let report = sync_in(store, &embedder, &mut Bar(bar), &config.time_zone.zone())?;
+    let retention = config.retention;
     if let Some(before) =
         crate::config::Retention::cutoff(retention.documents_days, crate::clock::now_ms())
     {

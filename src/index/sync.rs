@@ -14,7 +14,7 @@ use std::time::UNIX_EPOCH;
 use sha2::{Digest, Sha256};
 
 use super::chunk::{ChunkSize, chunk_text};
-use super::extract::{Extracted, extract};
+use super::extract::{Extracted, Record, extract_in};
 use super::scope::{Exclusions, Refusal, open_within};
 use crate::audit::{Action, Actor, Entry, Outcome as AuditOutcome};
 use crate::embed::Embedder;
@@ -61,11 +61,22 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
-/// Syncs every registered root.
+/// Syncs every registered root, calendar and mail times in UTC.
 pub fn sync(
     store: &mut Store,
     embedder: &Embedder,
     progress: &mut dyn Progress,
+) -> Result<SyncReport, SyncError> {
+    sync_in(store, embedder, progress, &jiff::tz::TimeZone::UTC)
+}
+
+/// Syncs every registered root; calendar and mail times are written in
+/// `zone` (the owner's `time_zone`).
+pub fn sync_in(
+    store: &mut Store,
+    embedder: &Embedder,
+    progress: &mut dyn Progress,
+    zone: &jiff::tz::TimeZone,
 ) -> Result<SyncReport, SyncError> {
     let exclusions = Exclusions::new(&store.exclusions()?);
     let mut report = SyncReport::default();
@@ -78,6 +89,12 @@ pub fn sync(
     }
     progress.start(work.iter().map(|(_, f)| f.len()).sum());
     let count = |t: &str| embedder.count_tokens(t).unwrap_or(t.len() / 3);
+    let how = Reading {
+        embedder,
+        count: &count,
+        exclusions: &exclusions,
+        zone,
+    };
     for (root, files) in work {
         let known = store.documents_under(root.id)?;
         let mut seen = HashSet::new();
@@ -85,7 +102,7 @@ pub fn sync(
             progress.file(&path);
             seen.insert(path.clone());
             let previous = known.get(&path);
-            match index_file(store, embedder, &count, root, &path, previous, &exclusions) {
+            match index_file(store, &how, root, &path, previous) {
                 Ok(Outcome::Unchanged) => report.unchanged += 1,
                 Ok(Outcome::Binary) => {
                     report.binary += 1;
@@ -153,15 +170,27 @@ impl From<StoreError> for FileError {
     }
 }
 
+/// How files are read in one sync.
+struct Reading<'a> {
+    embedder: &'a Embedder,
+    count: &'a dyn Fn(&str) -> usize,
+    exclusions: &'a Exclusions,
+    zone: &'a jiff::tz::TimeZone,
+}
+
 fn index_file(
     store: &mut Store,
-    embedder: &Embedder,
-    count: &dyn Fn(&str) -> usize,
+    how: &Reading<'_>,
     root: &crate::store::RootRow,
     path: &Path,
     previous: Option<&crate::store::DocumentRow>,
-    exclusions: &Exclusions,
 ) -> Result<Outcome, FileError> {
+    let Reading {
+        embedder,
+        count,
+        exclusions,
+        zone,
+    } = *how;
     let (mut file, _real) =
         open_within(&root.path, path, exclusions).map_err(FileError::Refused)?;
     let meta = file
@@ -200,12 +229,12 @@ fn index_file(
         store.touch_document(doc.id, &state)?;
         return Ok(Outcome::Unchanged);
     }
-    let (kind, text) = match extract(path, &bytes) {
-        Extracted::Text { kind, text } => (kind, text),
+    let (kind, pieces) = match extract_in(path, &bytes, zone) {
+        Extracted::Text { kind, text } => (kind, chunk_text(&text, ChunkSize::default(), count)),
+        Extracted::Records { kind, records } => (kind, record_chunks(&records, count)),
         Extracted::Binary => return Ok(Outcome::Binary),
         Extracted::Failed(e) => return Err(FileError::Other(e.to_string())),
     };
-    let pieces = chunk_text(&text, ChunkSize::default(), count);
     let vectors = embedder
         .embed(&pieces)
         .map_err(|e| FileError::Other(e.to_string()))?;
@@ -216,6 +245,31 @@ fn index_file(
         .collect();
     store.replace_document(root.id, path, &state, kind, &chunks)?;
     Ok(Outcome::Indexed(chunks.len()))
+}
+
+/// The chunks of calendar events or mail messages: each record on its own
+/// (never two events in one chunk), its head repeated on every chunk of a
+/// long body so each says what it belongs to.
+fn record_chunks(records: &[Record], count: &dyn Fn(&str) -> usize) -> Vec<String> {
+    let size = ChunkSize::default();
+    let mut out = Vec::new();
+    for r in records {
+        if r.body.is_empty() {
+            out.push(r.head.clone());
+            continue;
+        }
+        let room = ChunkSize {
+            target: size
+                .target
+                .saturating_sub(count(&r.head))
+                .max(size.target / 2),
+            ..size
+        };
+        for piece in chunk_text(&r.body, room, count) {
+            out.push(format!("{}\n{piece}", r.head));
+        }
+    }
+    out
 }
 
 /// Regular files (and links to them) under `root`, skipping excluded

@@ -1,14 +1,19 @@
 //! Turning a file's bytes into text to index. Documents (HTML, PDF,
 //! OpenDocument text, Word `.docx`) go through their extractor in
-//! [`document`]; plain text (prose, Markdown, source code, configuration) is
+//! [`document`]; calendars (`.ics`, [`calendar`]) and mail (`.eml`,
+//! `.mbox`, [`mail`]) become one record per event or message; plain text (prose, Markdown, source code, configuration) is
 //! taken as it is when it is UTF-8 (or UTF-16 with a byte-order mark);
 //! anything else is binary and skipped.
 //!
 //! Pure: bytes in, text out; must not open files.
 
+mod calendar;
 mod document;
+mod mail;
 
 use std::path::Path;
+
+use jiff::tz::TimeZone;
 
 pub use document::{DocumentError, MAX_XML_BYTES, Office};
 
@@ -18,10 +23,24 @@ pub enum Extracted {
     /// Indexable text and the kind it came from (`text`, `markdown`, `code`,
     /// `html`, `pdf`, `odt`, `docx`).
     Text { kind: &'static str, text: String },
+    /// Separate items (calendar events, mail messages), each indexed on
+    /// its own (`calendar`, `mail`).
+    Records {
+        kind: &'static str,
+        records: Vec<Record>,
+    },
     /// Not text, and no extractor for it: skipped and counted.
     Binary,
     /// A document whose extractor failed: counted as failed, with the reason.
     Failed(DocumentError),
+}
+
+/// One event or message: its header lines (title, time, people), kept with
+/// every chunk of it, and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub head: String,
+    pub body: String,
 }
 
 /// Extensions read as source code (for the `kind` label only: any UTF-8
@@ -32,12 +51,39 @@ const CODE: &[&str] = &[
     "yaml", "yml", "json", "xml", "ini", "cfg", "conf",
 ];
 
-/// Extracts text from `bytes`, the content of `path`.
+/// Extracts text from `bytes`, the content of `path`, with times in UTC.
 pub fn extract(path: &Path, bytes: &[u8]) -> Extracted {
+    extract_in(path, bytes, &TimeZone::UTC)
+}
+
+/// Extracts text from `bytes`, the content of `path`; calendar and mail
+/// times are written in `zone` (the owner's).
+pub fn extract_in(path: &Path, bytes: &[u8], zone: &TimeZone) -> Extracted {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
+    let records = match ext.as_str() {
+        "ics" | "ical" => Some((
+            "calendar",
+            guarded("iCalendar", || {
+                let text = decode_text(bytes).ok_or(DocumentError::Malformed {
+                    format: "iCalendar",
+                    reason: "it is not text".into(),
+                })?;
+                calendar::events(&text, zone)
+            }),
+        )),
+        "eml" => Some(("mail", guarded("e-mail", || mail::eml(bytes, zone)))),
+        "mbox" => Some(("mail", guarded("mbox", || mail::mbox(bytes, zone)))),
+        _ => None,
+    };
+    if let Some((kind, result)) = records {
+        return match result {
+            Ok(records) => Extracted::Records { kind, records },
+            Err(e) => Extracted::Failed(e),
+        };
+    }
     let document = match ext.as_str() {
         "html" | "htm" | "xhtml" => Some(("html", document::html(bytes))),
         "pdf" => Some(("pdf", document::pdf(bytes))),
@@ -60,6 +106,16 @@ pub fn extract(path: &Path, bytes: &[u8]) -> Extracted {
         _ => "text",
     };
     Extracted::Text { kind, text }
+}
+
+/// `parse()`, with a panic inside the parser crate turned into a failed
+/// file.
+fn guarded(
+    format: &'static str,
+    parse: impl FnOnce() -> Result<Vec<Record>, DocumentError>,
+) -> Result<Vec<Record>, DocumentError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+        .unwrap_or(Err(DocumentError::Crashed { format }))
 }
 
 /// The bytes as text, if they are text: UTF-8 (a BOM is dropped) or UTF-16
