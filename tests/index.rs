@@ -341,4 +341,23 @@ Date: Tue, 1 Dec 2026 10:00:00 +0000\n\nSquash on Wednesday with Marlowe?\n";
         v["sources"][0].as_str().unwrap().ends_with("family.ics"),
         "{v}"
     );
+    let o = run(on_this_box(hearth_with_store(
+        dir.path(),
+        "key",
+        &[
+            "ask",
+            "--json",
+            "-n",
+            "48",
+            "What did the school write about the class trip?",
+        ],
+    )));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains("11 December") || text.contains("8:15"), "{v}");
+    assert!(
+        v["sources"][0].as_str().unwrap().ends_with("school.eml"),
+        "{v}"
+    );
 }
