@@ -41,6 +41,10 @@ const REPEAT_WINDOW: usize = 256;
 /// on every new message; this only bounds a missed wake-up).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// How long the agent must have been idle before it prefills the
+/// planner's fixed prompt (seconds of work on a Pi).
+const WARM_AFTER_IDLE: Duration = Duration::from_secs(10);
+
 /// Memory for the KV caches kept between turns (least recently used chats
 /// dropped first). 128 MiB holds ~5,500 tokens of SmolLM2 history, e.g.
 /// 20 chats of ~10 exchanges.
@@ -105,6 +109,10 @@ pub fn run(
     };
     let mut cache = ChatCache::default();
     let mut requests = super::requests::Requests::default();
+    // When a message was last taken (or the agent started): the planner
+    // is warmed only after a quiet spell, so it never delays a reply to a
+    // message that was already on its way.
+    let mut last_busy = std::time::Instant::now();
     while !shutdown.is_cancelled() {
         shared.beat();
         let next = match next_message(shared, config, &served) {
@@ -120,12 +128,13 @@ pub fn run(
             if memory.as_ref().is_some_and(|m| m.catch_up(shared)) {
                 continue;
             }
-            if requests.warm(&engine) {
+            if last_busy.elapsed() >= WARM_AFTER_IDLE && requests.warm(&engine) {
                 continue;
             }
             let _ = wake.recv_timeout(IDLE_POLL);
             continue;
         };
+        last_busy = std::time::Instant::now();
         tick += 1;
         served.insert(next.chat_id.clone(), tick);
         if let Some(cmd) = owner_command(config, &next) {
