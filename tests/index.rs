@@ -323,37 +323,22 @@ Date: Tue, 1 Dec 2026 10:00:00 +0000\n\nSquash on Wednesday with Marlowe?\n";
     assert!(hits[0]["path"].as_str().unwrap().ends_with("inbox.mbox"));
     assert!(!hits[0]["snippet"].as_str().unwrap().contains("Marlowe"));
 
-    let o = run(on_this_box(hearth_with_store(
-        dir.path(),
-        "key",
-        &[
-            "ask",
-            "--json",
-            "-n",
-            "48",
-            "When is my dentist appointment?",
-        ],
-    )));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ask = |q: &str| -> serde_json::Value {
+        let o = run(on_this_box(hearth_with_store(
+            dir.path(),
+            "key",
+            &["ask", "--json", "-n", "48", q],
+        )));
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = ask("When is my dentist appointment?");
     assert!(v["text"].as_str().unwrap().contains("9:30"), "{v}");
     assert!(
         v["sources"][0].as_str().unwrap().ends_with("family.ics"),
         "{v}"
     );
-    let o = run(on_this_box(hearth_with_store(
-        dir.path(),
-        "key",
-        &[
-            "ask",
-            "--json",
-            "-n",
-            "48",
-            "What did the school write about the class trip?",
-        ],
-    )));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = ask("What did the school write about the class trip?");
     let text = v["text"].as_str().unwrap();
     assert!(text.contains("11 December") || text.contains("8:15"), "{v}");
     assert!(
