@@ -74,12 +74,15 @@ const SEARCH: &[&[&str]] = &[
 
 /// Where `phrase` first occurs in `w`.
 fn position(w: &Words, phrase: &[&str]) -> Option<usize> {
-    (0..w.len()).find(|&i| {
-        phrase
-            .iter()
-            .enumerate()
-            .all(|(k, p)| w.norm(i + k) == Some(*p))
-    })
+    (0..w.len()).find(|&i| starts(w, i, phrase))
+}
+
+/// Whether `phrase` occurs in `w` at word `i`.
+fn starts(w: &Words, i: usize, phrase: &[&str]) -> bool {
+    phrase
+        .iter()
+        .enumerate()
+        .all(|(k, p)| w.norm(i + k) == Some(*p))
 }
 
 /// Whether the request phrase at word `i` is said to Hearth ("remind me",
@@ -129,8 +132,7 @@ fn first_addressed(w: &Words, phrases: &[&[&str]]) -> Option<(usize, usize)> {
         .iter()
         .filter_map(|p| {
             (0..w.len())
-                .filter(|&i| p.iter().enumerate().all(|(k, x)| w.norm(i + k) == Some(*x)))
-                .find(|&i| addressed(w, i))
+                .find(|&i| starts(w, i, p) && addressed(w, i))
                 .map(|i| (i, i + p.len()))
         })
         .min()
