@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Output, Stdio};
 
 mod common;
-use common::{hearth_with_store, indexed_docs, on_this_box, run, stderr};
+use common::{POLICY_DIGITS, hearth_with_store, indexed_docs, on_this_box, run, stderr};
 
 fn stdout(o: &Output) -> String {
     assert!(o.status.success(), "stderr: {}", stderr(o));
@@ -29,7 +29,7 @@ fn ask_answers_from_the_file_and_cites_it() {
     let ask = |args: &[&str]| stdout(&run(hearth_with_store(dir.path(), "key", args)));
 
     let out = ask(&["ask", "What is my car insurance policy number?"]);
-    assert!(out.contains("KX-88231"), "{out}");
+    assert!(out.contains(POLICY_DIGITS), "{out}");
     let cites = citations(&out);
     assert!(
         cites
@@ -39,7 +39,7 @@ fn ask_answers_from_the_file_and_cites_it() {
     );
 
     let out = ask(&["ask", "--no-rag", "What is my car insurance policy number?"]);
-    assert!(!out.contains("KX-88231"), "{out}");
+    assert!(!out.contains(POLICY_DIGITS), "{out}");
     assert!(citations(&out).is_empty(), "{out}");
 
     // Nothing in the files is about this: no sources, no citation.
@@ -62,7 +62,7 @@ fn this_boxs_default_model_answers_from_the_files() {
         v
     };
     let v = ask("What is my car insurance policy number?");
-    assert!(v["text"].as_str().unwrap().contains("KX-88231"), "{v}");
+    assert!(v["text"].as_str().unwrap().contains(POLICY_DIGITS), "{v}");
     assert!(
         v["sources"][0].as_str().unwrap().ends_with("car.txt"),
         "{v}"
@@ -95,7 +95,7 @@ fn chat_answers_each_turn_from_the_files() {
         .unwrap();
     let out = stdout(&child.wait_with_output().unwrap());
     assert!(out.contains("Kestrel"), "{out}");
-    assert!(out.contains("KX-88231"), "{out}");
+    assert!(out.contains(POLICY_DIGITS), "{out}");
     let cites = citations(&out);
     assert!(cites.iter().any(|c| c.ends_with("boiler.html")), "{out}");
     assert!(cites.iter().any(|c| c.ends_with("car.txt")), "{out}");
