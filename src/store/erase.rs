@@ -414,6 +414,40 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_after_forgetting_gets_a_new_outbox_id() {
+        // The bridge drops out_ids it delivered before: reusing the id of
+        // an erased reply silenced the next one.
+        let (_d, mut s) = temp_store();
+        say(&mut s, "a", "1", "alpha", 1_000);
+        let last = s
+            .conn
+            .query_row("SELECT max(id) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        s.erase(
+            &Erase::Last {
+                chat: "a".into(),
+                n: 10,
+            },
+            i64::MAX,
+            Actor::Serve,
+        )
+        .unwrap();
+        let m = NewMessage {
+            chat_id: "a",
+            msg_id: "2",
+            sender: "a",
+            outgoing: false,
+            text: "bravo",
+            ts_ms: 2_000,
+            typed_from: None,
+        };
+        s.enqueue_inbound(&m).unwrap();
+        let p = s.pending_heads().unwrap().remove(0);
+        let r = s.record_reply(&p, "reply").unwrap();
+        assert!(r.out_id > last, "{} reused {last}", r.out_id);
+    }
+
+    #[test]
     fn forgetting_takes_replies_chunks_and_full_text_with_the_messages() {
         let (_d, mut s) = temp_store();
         say(&mut s, "a", "1", "alpha", 1_000);

@@ -61,12 +61,26 @@ pub(super) fn insert_outgoing(
     text: &str,
 ) -> Result<i64, StoreError> {
     let now = now_ms();
-    tx.execute(
-        "INSERT INTO outbox (chat_id, inbound, reply_to, text, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![chat, answers.map(|a| a.0), answers.map(|a| a.1), text, now],
+    // Never an id used before, even by a row since erased: the bridge
+    // drops ids it already delivered.
+    let out_id: i64 = tx.query_row(
+        "UPDATE outbox_seq SET n = max(n, (SELECT coalesce(max(id), 0) FROM outbox)) + 1
+         RETURNING n",
+        [],
+        |r| r.get(0),
     )?;
-    let out_id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO outbox (id, chat_id, inbound, reply_to, text, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            out_id,
+            chat,
+            answers.map(|a| a.0),
+            answers.map(|a| a.1),
+            text,
+            now
+        ],
+    )?;
     tx.execute(
         "INSERT INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms)
          VALUES (?1, ?2, 'hearth', 1, ?3, ?4)",

@@ -174,6 +174,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE messages ADD COLUMN typed_from INTEGER;
     ",
+    // 10: voice notes waiting to be heard: the audio, encrypted like
+    // everything else, only until the transcript replaces the message's
+    // text (then the row is deleted; secure_delete zeroes it). `own`: the
+    // sender's own note (not forwarded), whose words may ask for actions.
+    "
+    CREATE TABLE voice_notes (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        audio      BLOB NOT NULL,
+        own        INTEGER NOT NULL
+    );
+    ",
+    // 11: the highest outbox id ever handed out. `INTEGER PRIMARY KEY`
+    // reuses the ids of deleted rows, and after `/forget` a new reply got
+    // an id the bridge had already delivered, so it was dropped as a
+    // duplicate; ids now only grow.
+    "
+    CREATE TABLE outbox_seq (n INTEGER NOT NULL);
+    INSERT INTO outbox_seq SELECT coalesce(max(id), 0) FROM outbox;
+    ",
 ];
 
 /// Brings `db` up to the last of `migrations` (the store's or the
