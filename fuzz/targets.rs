@@ -106,3 +106,12 @@ pub fn extract(data: &[u8]) {
     };
     let _ = hearth::index::extract::extract(Path::new(name), bytes);
 }
+
+/// Voice-note decoding (Ogg/Opus, WAV): any bytes give samples or an
+/// error, never a panic; at most 30 s are decoded so a run stays fast.
+pub fn audio(data: &[u8]) {
+    if let Ok(samples) = hearth::voice::audio::decode(data, 30) {
+        assert!(samples.len() <= 31 * 16_000);
+        assert!(samples.iter().all(|s| s.is_finite()));
+    }
+}

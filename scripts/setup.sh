@@ -4,10 +4,11 @@
 #
 #   scripts/setup.sh            build + fetch this box's chat model (`hearth
 #                               models default`: qwen25coder with >= 1.5 GiB of
-#                               memory, else smollm2) and the minilm embedder
+#                               memory, else smollm2), the minilm embedder and
+#                               whisper-base (voice notes)
 #   scripts/setup.sh --no-build fetch only (uses an existing target/release/hearth)
-#   MODELS="smollm2 gemma3 qwen25coder minilm" scripts/setup.sh   fetch these
-#                               (scripts/test.sh fetches all four for the tests)
+#   MODELS="smollm2 gemma3 qwen25coder minilm whisper-base" scripts/setup.sh
+#                               fetch these (scripts/test.sh fetches all five)
 #   HEARTH=path/to/hearth scripts/setup.sh --no-build   use another binary
 #
 # Each model is pulled from the Hugging Face hub first (`hearth models pull`,
@@ -39,7 +40,7 @@ fi
 
 if [ -z "${MODELS:-}" ]; then
   chat=$("$HEARTH" models default)
-  MODELS="$chat minilm"
+  MODELS="$chat minilm whisper-base"
   say "this box's chat model: $chat ($("$HEARTH" models default 2>&1 >/dev/null))"
 fi
 

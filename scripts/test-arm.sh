@@ -64,7 +64,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 # build is done once.
 engine=(--locked --target "$TARGET" --no-default-features)
 targets=(--lib)
-[ "$quick" = 1 ] || targets+=(--test reference)
+[ "$quick" = 1 ] || targets+=(--test reference --test voice_reference)
 
 echo "test-arm: building the engine's tests for $TARGET"
 cargo test "${engine[@]}" "${targets[@]}" --no-run
@@ -81,7 +81,7 @@ for cpu in "${cpus[@]}"; do
     echo "test-arm: $cpu, expecting the $(expect "$cpu") kernels"
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu"
     HEARTH_EXPECT_KERNELS="$(expect "$cpu")" \
-        cargo test "${engine[@]}" --lib -- llm::
-    [ "$quick" = 1 ] || cargo test "${engine[@]}" --test reference
+        cargo test "${engine[@]}" --lib -- llm:: voice::
+    [ "$quick" = 1 ] || cargo test "${engine[@]}" --test reference --test voice_reference
 done
 echo "test-arm: all passed"

@@ -80,7 +80,7 @@ settle_build_outputs() {
 settle_build_outputs
 
 step "fetch models (skipped when already verified)" \
-    env HEARTH="$TARGET_DIR/debug/hearth" MODELS="smollm2 gemma3 qwen25coder minilm" scripts/setup.sh --no-build
+    env HEARTH="$TARGET_DIR/debug/hearth" MODELS="smollm2 gemma3 qwen25coder minilm whisper-base" scripts/setup.sh --no-build
 
 step "systemd units: exposure scores" scripts/check-units.sh
 

@@ -208,7 +208,9 @@ pub const HELP: &str = "Commands:
 Or just say it, in your own words (not in a forwarded or quoted message):
 \"remind me in 20 minutes to take the pizza out\", \"don't let me forget to pay the bill tomorrow at noon\",
 \"what reminders do I have?\", \"cancel the reminder about the pizza\", \"find my notes about the boiler\".
-The reply says exactly what was set; when the time is unclear you are asked.";
+The reply says exactly what was set; when the time is unclear you are asked.
+Voice notes work too: they are heard on this box (nothing is sent out) and answered like typed text;
+your own voice notes may ask for the same things, a forwarded one never acts.";
 
 /// The command in `text`, if it is one (starts with `/`).
 pub fn parse(text: &str) -> Option<Command> {

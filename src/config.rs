@@ -20,6 +20,36 @@ pub struct Config {
     pub storage: Storage,
     pub whatsapp: WhatsApp,
     pub retention: Retention,
+    pub voice: Voice,
+}
+
+/// Voice notes (`[voice]`): the speech model, its language, the longest
+/// note heard, and how long Whisper stays loaded after a note.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Voice {
+    /// Transcribe voice notes at all.
+    pub enabled: bool,
+    /// The speech model's name in the manifest.
+    pub model: String,
+    /// A Whisper language code (`en`, `de`, …) or `auto` to detect it.
+    pub language: String,
+    /// Longer notes are refused with a reply saying so.
+    pub max_duration_s: u64,
+    /// Whisper is dropped from memory after this many seconds without a note.
+    pub unload_after_s: u64,
+}
+
+impl Default for Voice {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: "whisper-base".into(),
+            language: "auto".into(),
+            max_duration_s: 600,
+            unload_after_s: 300,
+        }
+    }
 }
 
 /// How long each kind of data is kept, in days; 0 keeps it until it is
@@ -363,6 +393,19 @@ documents_days = 0
 media_days = 30
 # Audit records.
 audit_days = 365
+
+[voice]
+# Voice notes are transcribed on this box (Whisper, nothing leaves it) and
+# answered like text; false answers them with a note that they are not heard.
+enabled = true
+# The speech model (`hearth models list`); scripts/setup.sh fetches it.
+model = "whisper-base"
+# A language code (en, de, fr, es, ...) or auto to detect it per note.
+language = "auto"
+# Longer notes are refused with a reply saying so.
+max_duration_s = 600
+# Seconds without a voice note before Whisper is dropped from memory.
+unload_after_s = 300
 "#
     )
 }

@@ -54,3 +54,4 @@ pub mod serve;
 pub mod sources;
 #[cfg(feature = "app")]
 pub mod store;
+pub mod voice;

@@ -101,6 +101,9 @@ impl Report {
              - {} sender(s) approved, {} denied\n\
              - {} audit record(s), kept {}\n\
              - media the bridge saved: kept {}\n\
+             - voice notes: heard on this box by Whisper (no audio leaves it); the audio is \
+             kept, encrypted, only until it is transcribed ({} waiting), then erased; the \
+             transcript is the message's text and is kept like it\n\
              Keys: store {}, bridge {}.\n\
              Network: {}\n\
              /forget erases any of it for good; hearth export takes a copy.",
@@ -124,6 +127,7 @@ impl Report {
             s.audit_records,
             days(r.audit_days),
             days(r.media_days),
+            s.voice_notes_waiting,
             self.store_key,
             self.bridge_key,
             self.network,

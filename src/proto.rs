@@ -16,6 +16,16 @@ pub const VERSION: u32 = 1;
 /// The largest frame, newline excluded, either side accepts.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
+/// The largest voice note a bridge hands to `serve` (3 MiB of Ogg/Opus:
+/// over 15 minutes at WhatsApp's bit rates, more than `[voice]
+/// max_duration_s` allows by default).
+pub const MAX_AUDIO_BYTES: usize = 3 * 1024 * 1024;
+
+/// An `inbound` frame carrying a voice note's audio (base64 in
+/// `media.audio_b64`) may be this long; every other frame keeps
+/// [`MAX_FRAME_BYTES`].
+pub const MAX_AUDIO_FRAME_BYTES: usize = MAX_AUDIO_BYTES / 3 * 4 + MAX_FRAME_BYTES;
+
 /// A chat (a WhatsApp JID, or `cli:…` for a terminal session).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -115,6 +125,11 @@ pub struct Media {
     /// when the file was over the size cap or could not be fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved_as: Option<String>,
+    /// A voice note's or audio message's bytes (standard base64, at most
+    /// [`MAX_AUDIO_BYTES`]), attached by the bridge from its inbox when the
+    /// frame is sent: `serve` never reads the bridge's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_b64: Option<String>,
 }
 
 /// The message a reply quotes.
@@ -228,6 +243,10 @@ pub struct StatusReport {
     /// Messages dropped by the sender policy (never stored).
     #[serde(default)]
     pub dropped: u64,
+    /// Voice notes: `off`, `not installed`, `ready` (loaded on the first
+    /// note) or `loaded`, with notes heard and waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
 }
 
 /// Frames a client sends.
@@ -382,6 +401,33 @@ pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<T, ProtoError>
     serde_json::from_str(line).map_err(|e| ProtoError::Malformed(e.to_string()))
 }
 
+/// Parses a client's line: [`decode`], except that an `inbound` frame
+/// carrying audio may be up to [`MAX_AUDIO_FRAME_BYTES`] long.
+pub fn decode_client(line: &str) -> Result<ClientFrame, ProtoError> {
+    if line.len() <= MAX_FRAME_BYTES {
+        return decode(line);
+    }
+    if line.len() > MAX_AUDIO_FRAME_BYTES {
+        return Err(ProtoError::TooLarge(line.len()));
+    }
+    let frame: ClientFrame =
+        serde_json::from_str(line).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+    match &frame {
+        ClientFrame::Inbound(m)
+            if m.media.as_ref().is_some_and(|x| x.audio_b64.is_some())
+                && line.len()
+                    - m.media
+                        .as_ref()
+                        .and_then(|x| x.audio_b64.as_ref())
+                        .map_or(0, String::len)
+                    <= MAX_FRAME_BYTES =>
+        {
+            Ok(frame)
+        }
+        _ => Err(ProtoError::TooLarge(line.len())),
+    }
+}
+
 /// One frame as a line, newline included.
 pub fn encode<T: Serialize>(frame: &T) -> String {
     // Serializing these types cannot fail: no maps with non-string keys,
@@ -403,6 +449,14 @@ impl FrameCodec {
     pub fn new() -> Self {
         Self(tokio_util::codec::LinesCodec::new_with_max_length(
             MAX_FRAME_BYTES,
+        ))
+    }
+
+    /// For `serve`'s side of a connection: lines up to
+    /// [`MAX_AUDIO_FRAME_BYTES`] (checked per frame by [`decode_client`]).
+    pub fn for_clients() -> Self {
+        Self(tokio_util::codec::LinesCodec::new_with_max_length(
+            MAX_AUDIO_FRAME_BYTES,
         ))
     }
 }

@@ -90,3 +90,8 @@ fn config_loader() {
 fn document_extractors() {
     smoke("extract", 2_000, targets::extract);
 }
+
+#[test]
+fn voice_note_decoder() {
+    smoke("audio", 300, targets::audio);
+}

@@ -23,9 +23,12 @@ pub fn queued_frames(
         .into_iter()
         .filter_map(
             |stored| match serde_json::from_str::<crate::proto::Inbound>(&stored) {
-                Ok(m) => Some(crate::proto::encode(&crate::proto::ClientFrame::Inbound(
-                    Box::new(m),
-                ))),
+                Ok(mut m) => {
+                    attach_audio(&mut m);
+                    Some(crate::proto::encode(&crate::proto::ClientFrame::Inbound(
+                        Box::new(m),
+                    )))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "an unreadable queued message skipped");
                     None
@@ -33,6 +36,65 @@ pub fn queued_frames(
             },
         )
         .collect())
+}
+
+/// Puts a voice note's saved audio into its frame (`media.audio_b64`), so
+/// `serve` hears it without reading the bridge's inbox. A file that is
+/// gone (shredded by `media_days`) or over [`crate::proto::MAX_AUDIO_BYTES`]
+/// is left out; `serve` then says it could not hear the note.
+pub fn attach_audio(m: &mut crate::proto::Inbound) {
+    use crate::proto::MediaKind;
+    use base64::Engine as _;
+    let Some(media) = m.media.as_mut() else {
+        return;
+    };
+    if !matches!(media.kind, MediaKind::Voice | MediaKind::Audio) || media.audio_b64.is_some() {
+        return;
+    }
+    let Some(path) = media.saved_as.as_deref() else {
+        return;
+    };
+    let path = std::path::Path::new(path);
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() <= crate::proto::MAX_AUDIO_BYTES as u64 => {
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    media.audio_b64 = Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+                Err(e) => tracing::warn!(error = %e, "a saved voice note could not be read"),
+            }
+        }
+        Ok(meta) => tracing::warn!(bytes = meta.len(), "a voice note too large to hand over"),
+        Err(e) => tracing::warn!(error = %e, "a saved voice note is gone"),
+    }
+}
+
+/// After `serve` acknowledged `frame` (an inbound message as queued): a
+/// voice note it was handed in full is shredded from the inbox, since
+/// `serve` now holds the audio (encrypted) until it is heard. Files outside
+/// the inbox (a simulated message pointing at any file) are never touched.
+pub fn shred_handed_audio(frame: &str, inbox: &std::path::Path) {
+    use crate::proto::MediaKind;
+    let Ok(m) = serde_json::from_str::<crate::proto::Inbound>(frame) else {
+        return;
+    };
+    let Some(media) = &m.media else { return };
+    if !matches!(media.kind, MediaKind::Voice | MediaKind::Audio) {
+        return;
+    }
+    let Some(path) = media.saved_as.as_deref().map(std::path::Path::new) else {
+        return;
+    };
+    let inside = match (
+        path.parent().map(std::fs::canonicalize),
+        std::fs::canonicalize(inbox),
+    ) {
+        (Some(Ok(dir)), Ok(inbox)) => dir == inbox,
+        _ => false,
+    };
+    if inside && let Err(e) = inbox::shred(path) {
+        tracing::warn!(error = %e, "a handed-over voice note could not be shredded");
+    }
 }
 
 /// The bridge's events waiting for Hearth's audit log, as `audit` frames.
@@ -144,6 +206,33 @@ fn pack(text: &str, limit: usize, level: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handed_voice_notes_are_shredded_from_the_inbox_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path().join("inbox");
+        std::fs::create_dir(&inbox).unwrap();
+        let inside = inbox.join("note.ogg");
+        let outside = dir.path().join("mine.ogg");
+        for p in [&inside, &outside] {
+            std::fs::write(p, b"OggS audio").unwrap();
+        }
+        let frame = |p: &std::path::Path| {
+            serde_json::json!({"message_id":"1","chat_id":"c","sender_id":"c","text":"",
+                "timestamp_ms":0,"media":{"kind":"voice","bytes":10,"saved_as":p}})
+            .to_string()
+        };
+        let mut m: crate::proto::Inbound = serde_json::from_str(&frame(&inside)).unwrap();
+        attach_audio(&mut m);
+        assert!(m.media.unwrap().audio_b64.is_some());
+        shred_handed_audio(&frame(&outside), &inbox);
+        assert!(
+            outside.exists(),
+            "a file outside the inbox is not the bridge's to shred"
+        );
+        shred_handed_audio(&frame(&inside), &inbox);
+        assert!(!inside.exists());
+    }
 
     #[test]
     fn short_text_is_one_part() {

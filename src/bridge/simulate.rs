@@ -179,9 +179,10 @@ pub async fn run(
                 msg = input.recv(), if stdin_open => match msg {
                     None => stdin_open = false,
                     Some(m) => {
-                        let Some(m) = take(&db, m?, &mut report)? else {
+                        let Some(mut m) = take(&db, m?, &mut report)? else {
                             continue;
                         };
+                        super::attach_audio(&mut m);
                         let frame = proto::encode(&ClientFrame::Inbound(Box::new(m)));
                         if w.write_all(frame.as_bytes()).await.is_err() {
                             report.reconnects += 1;
@@ -260,7 +261,11 @@ async fn on_frame(
         ServerFrame::Ack {
             chat_id,
             message_id,
-        } => db.ack_inbound(&chat_id.0, &message_id.0)?,
+        } => {
+            if let Some(frame) = db.ack_inbound(&chat_id.0, &message_id.0)? {
+                super::shred_handed_audio(&frame, &paths.inbox());
+            }
+        }
         ServerFrame::Outbound(o) => {
             let out_id = o.out_id.0 as u64;
             // A reply offered again (after a reconnect or a restart) is

@@ -73,6 +73,8 @@ impl CatalogError {
 pub enum ModelKind {
     Llm,
     Embedder,
+    /// Speech to text (Whisper, for voice notes).
+    Speech,
 }
 
 /// A Hugging Face repository file.

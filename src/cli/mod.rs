@@ -22,6 +22,7 @@ mod privacy;
 mod remote;
 mod search;
 mod serve;
+mod transcribe;
 mod whatsapp;
 
 use std::path::PathBuf;
@@ -145,6 +146,18 @@ pub enum Command {
     ///   printf 'q1\nq2\n' | hearth search --json -
     #[command(verbatim_doc_comment)]
     Search(search::SearchArgs),
+    /// Turn voice notes into text on this box (Whisper; nothing leaves it)
+    ///
+    /// Reads Ogg/Opus (what WhatsApp sends) and WAV, detects the language
+    /// unless told, and prints nothing for silence. The model is loaded once
+    /// for all files.
+    ///
+    /// Examples:
+    ///   hearth transcribe note.ogg
+    ///   hearth transcribe --language de -t 2 a.ogg b.wav
+    ///   hearth transcribe --json ~/notes/*.ogg
+    #[command(verbatim_doc_comment)]
+    Transcribe(transcribe::TranscribeArgs),
     /// Run the daemon: the model and the store behind a Unix socket
     ///
     /// The bridge and `hearth bridge --simulate` talk to it; every message
@@ -271,6 +284,7 @@ pub fn init_process(cli: &Cli) {
         Command::Chat(a) => a.model.threads,
         Command::Ask(a) => a.model.threads,
         Command::Bench(a) => a.single_thread_count(),
+        Command::Transcribe(a) => a.threads,
         Command::Serve(a) => a.model.threads.or_else(|| {
             crate::config::Config::load(&cli.global.config_file())
                 .ok()
@@ -324,6 +338,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Models(c) => models::run(&g, c),
         Command::Index(a) => index::run(&g, a),
         Command::Search(a) => search::run(&g, a),
+        Command::Transcribe(a) => transcribe::run(&g, a),
         Command::Serve(a) => serve::serve(&g, a),
         Command::Bridge(a) => serve::bridge(&g, a),
         Command::Pair(a) => whatsapp::pair(&g, a),

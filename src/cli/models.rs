@@ -184,12 +184,22 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
                 eprintln!("{}: installed at {}", entry.files[0].file, p.display());
                 return Ok(Outcome::Ok);
             }
+            // Each source is a file by its own name or one of its mirror
+            // parts (`model.bin.part1`); parts of one file are joined in
+            // the order given.
+            let mut groups: Vec<(&crate::catalog::ModelFile, Vec<PathBuf>)> = Vec::new();
             for src in &files {
                 let base = src.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let last = |p: &str| p.rsplit('/').next().map(str::to_string);
                 let target = entry
                     .files
                     .iter()
-                    .find(|f| f.file.rsplit('/').next() == Some(base))
+                    .find(|f| {
+                        last(&f.file).as_deref() == Some(base)
+                            || f.mirror
+                                .iter()
+                                .any(|m| last(&m.path).as_deref() == Some(base))
+                    })
                     .ok_or_else(|| {
                         crate::catalog::CatalogError::Usage(format!(
                             "{} matches no file of model `{name}` (expected one of: {})",
@@ -202,7 +212,13 @@ pub fn run(g: &GlobalArgs, cmd: ModelsCommand) -> anyhow::Result<Outcome> {
                                 .join(", ")
                         ))
                     })?;
-                let p = installer.install_from_files(target, std::slice::from_ref(src))?;
+                match groups.iter_mut().find(|g| std::ptr::eq(g.0, target)) {
+                    Some(g) => g.1.push(src.clone()),
+                    None => groups.push((target, vec![src.clone()])),
+                }
+            }
+            for (target, parts) in groups {
+                let p = installer.install_from_files(target, &parts)?;
                 eprintln!("{}: installed at {}", target.file, p.display());
             }
             Ok(Outcome::Ok)

@@ -189,6 +189,9 @@ pub fn status(socket: &Path) -> anyhow::Result<Outcome> {
                 s.senders_waiting,
                 s.dropped
             );
+            if let Some(voice) = &s.voice {
+                outln!("voice notes:     {voice}");
+            }
             return Ok(Outcome::Ok);
         }
     }

@@ -161,6 +161,19 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> anyhow::Result<Outcome> {
             None
         }
     };
+    let voice_dir = if config.voice.enabled {
+        match super::open_catalog(g).and_then(|c| Ok(c.model_path(&config.voice.model)?)) {
+            Ok(p) => p.parent().map(std::path::Path::to_path_buf),
+            Err(e) => {
+                eprintln!(
+                    "warning: voice notes will be answered with a note that they cannot be heard: {e:#}"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     let rt = runtime()?;
     rt.block_on(async {
         let shutdown = CancellationToken::new();
@@ -181,6 +194,7 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> anyhow::Result<Outcome> {
                     bridge: g.bridge_paths()?.key_file,
                 },
                 model_name: name,
+                voice_dir,
                 max_reply_tokens: a.max_tokens.unwrap_or(config.model.max_reply_tokens),
                 config,
             },

@@ -34,7 +34,8 @@ fn default_eps() -> f64 {
 }
 
 /// `y = x · Wᵀ + b` with `W` stored `[out, in]` as in the checkpoint.
-struct Linear {
+/// An f32 linear layer `y = x · Wᵀ + b` (`W` is `[n_out, n_in]`).
+pub(crate) struct Linear {
     w: Vec<f32>,
     b: Vec<f32>,
     n_in: usize,
@@ -290,80 +291,121 @@ impl Bert {
             .zip(spans.par_iter())
             .for_each(|(out, &(s, len))| {
                 let mut scores = vec![0f32; len * len];
-                let mut inv_sums = vec![0f32; len];
                 let rows = &qkv[s * 3 * h..(s + len) * 3 * h];
                 for head in 0..heads {
-                    let q = rows[head * hd..].as_ptr();
-                    let k = rows[h + head * hd..].as_ptr();
-                    let v = rows[2 * h + head * hd..].as_ptr();
-                    // scores = Q · Kᵀ · scale (Q and K are strided views of qkv).
-                    // SAFETY: every index stays inside `rows` (len rows of
-                    // 3h) and `scores` (len × len).
-                    unsafe {
-                        gemm::gemm(
-                            len,
-                            len,
-                            hd,
-                            scores.as_mut_ptr(),
-                            1,
-                            len as isize,
-                            false,
-                            q,
-                            1,
-                            3 * h as isize,
-                            k,
-                            3 * h as isize,
-                            1,
-                            0.0,
-                            scale,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                    for (row, inv) in scores.chunks_exact_mut(len).zip(&mut inv_sums) {
-                        *inv = softmax_unscaled(row);
-                    }
-                    // context = P · V, written into this head's columns.
-                    // SAFETY: as above; `out` holds len rows of h.
-                    unsafe {
-                        gemm::gemm(
-                            len,
-                            hd,
-                            len,
-                            out[head * hd..].as_mut_ptr(),
-                            1,
-                            h as isize,
-                            false,
-                            scores.as_ptr(),
-                            1,
-                            len as isize,
-                            v,
-                            1,
-                            3 * h as isize,
-                            0.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                    // Normalise the len × hd context, not the len × len
-                    // probabilities.
-                    for (row, inv) in out.chunks_exact_mut(h).zip(&inv_sums) {
-                        row[head * hd..(head + 1) * hd]
-                            .iter_mut()
-                            .for_each(|x| *x *= inv);
-                    }
+                    head_attention(
+                        rows,
+                        len,
+                        h,
+                        head,
+                        hd,
+                        scale,
+                        &mut scores,
+                        &mut out[head * hd..],
+                        h,
+                    );
                 }
             });
     }
 }
 
+/// One head of unmasked softmax attention over `n` packed rows of
+/// `qkv` (`[n, 3·width]`, Q|K|V): `out` gets the head's `n × hd` context,
+/// row `i` at `out[i·out_stride..]`. `scores` is `n × n` scratch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn head_attention(
+    qkv: &[f32],
+    n: usize,
+    width: usize,
+    head: usize,
+    hd: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    assert!(qkv.len() >= n * 3 * width && scores.len() >= n * n);
+    assert!(n == 0 || out.len() >= (n - 1) * out_stride + hd);
+    let q = qkv[head * hd..].as_ptr();
+    let k = qkv[width + head * hd..].as_ptr();
+    let v = qkv[2 * width + head * hd..].as_ptr();
+    // scores = Q · Kᵀ · scale (Q and K are strided views of qkv).
+    // SAFETY: every index stays inside `qkv` (n rows of 3·width) and
+    // `scores` (n × n), both checked above.
+    unsafe {
+        gemm::gemm(
+            n,
+            n,
+            hd,
+            scores.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            q,
+            1,
+            3 * width as isize,
+            k,
+            3 * width as isize,
+            1,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    let inv: Vec<f32> = scores[..n * n]
+        .chunks_exact_mut(n)
+        .map(softmax_unscaled)
+        .collect();
+    // context = P · V, into `out` with its row stride.
+    // SAFETY: as above; `out` holds n rows of `out_stride` (checked).
+    unsafe {
+        gemm::gemm(
+            n,
+            hd,
+            n,
+            out.as_mut_ptr(),
+            1,
+            out_stride as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            n as isize,
+            v,
+            1,
+            3 * width as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    // Normalise the n × hd context, not the n × n probabilities.
+    for (i, s) in inv.iter().enumerate() {
+        out[i * out_stride..i * out_stride + hd]
+            .iter_mut()
+            .for_each(|x| *x *= s);
+    }
+}
+
 impl Linear {
-    fn forward(&self, x: &[f32], out: &mut [f32]) {
+    /// A layer from its `[n_out, n_in]` weight and `n_out` biases.
+    pub(crate) fn new(w: Vec<f32>, b: Vec<f32>, n_in: usize, n_out: usize) -> Self {
+        assert_eq!((w.len(), b.len()), (n_in * n_out, n_out));
+        Self { w, b, n_in, n_out }
+    }
+
+    pub(crate) fn weights(&self) -> usize {
+        self.w.len()
+    }
+
+    /// `out = x · Wᵀ + b` for the rows of `x` (`gemm` on rayon's pool for
+    /// batches).
+    pub(crate) fn forward(&self, x: &[f32], out: &mut [f32]) {
         let m = x.len() / self.n_in;
         if m <= SMALL_BATCH_ROWS {
             return self.forward_rows(x, out);
@@ -457,7 +499,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Softmax without the final division: exponentiates `row` in place and
 /// returns 1 / Σ (the caller scales the smaller P·V product instead). The
 /// loops are split so each one vectorizes.
-fn softmax_unscaled(row: &mut [f32]) -> f32 {
+pub(crate) fn softmax_unscaled(row: &mut [f32]) -> f32 {
     // Lane-wise comparisons, not f32::max (whose NaN rule keeps the loop
     // scalar).
     let mut lanes = [f32::NEG_INFINITY; 16];
@@ -519,7 +561,7 @@ fn sum_lanes(xs: impl Iterator<Item = f32>) -> f32 {
 }
 
 /// GELU with the exact erf form BERT uses.
-fn gelu_erf(xs: &mut [f32]) {
+pub(crate) fn gelu_erf(xs: &mut [f32]) {
     for x in xs {
         *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
     }

@@ -5,7 +5,7 @@
 //!
 //! Owns the embedding model; must not touch the store or the network.
 
-mod bert;
+pub(crate) mod bert;
 
 use std::path::{Path, PathBuf};
 

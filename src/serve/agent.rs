@@ -79,9 +79,11 @@ fn system_prompt(config: &Config, now_ms: i64, excerpts: bool) -> String {
 }
 
 /// The loop; returns when `shutdown` is cancelled.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     engine: Engine,
     mut memory: Option<Memory>,
+    mut ears: super::voice::Ears,
     shared: &Shared,
     config: &Config,
     wake: &Receiver<()>,
@@ -113,6 +115,8 @@ pub fn run(
     // is warmed only after a quiet spell, so it never delays a reply to a
     // message that was already on its way.
     let mut last_busy = std::time::Instant::now();
+    ears.status(shared);
+    let cancelled = || shutdown.is_cancelled();
     while !shutdown.is_cancelled() {
         shared.beat();
         let next = match next_message(shared, config, &served) {
@@ -124,10 +128,15 @@ pub fn run(
             }
         };
         let Some(next) = next else {
-            // Idle: make kept chats' new messages searchable first.
+            // Idle: hear kept chats' voice notes, then make their new
+            // messages searchable.
+            if ears.hear_kept(shared, &cancelled) {
+                continue;
+            }
             if memory.as_ref().is_some_and(|m| m.catch_up(shared)) {
                 continue;
             }
+            ears.idle(shared);
             if last_busy.elapsed() >= WARM_AFTER_IDLE && requests.warm(&engine) {
                 continue;
             }
@@ -137,6 +146,37 @@ pub fn run(
         last_busy = std::time::Instant::now();
         tick += 1;
         served.insert(next.chat_id.clone(), tick);
+        // A voice note is heard first: its transcript becomes its text.
+        let mut quote = None;
+        let note = shared.store().voice_note(next.row);
+        let next = match note {
+            Ok(Some(note)) => {
+                let _ = shared.events.send(Event::Typing {
+                    chat_id: next.chat_id.clone(),
+                    on: true,
+                });
+                match ears.hear(shared, &next, &note, &cancelled) {
+                    super::voice::Heard::Text { msg, quote: q } => {
+                        quote = q;
+                        msg
+                    }
+                    super::voice::Heard::Reply(text) => {
+                        record(shared, &next, &text);
+                        continue;
+                    }
+                    super::voice::Heard::Stopped => break,
+                }
+            }
+            Ok(None) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a voice note failed");
+                next
+            }
+        };
+        let heard = |text: &str| match &quote {
+            Some(q) => format!("{q}\n\n{text}"),
+            None => text.to_string(),
+        };
         if let Some(cmd) = owner_command(config, &next) {
             let text = super::commands::run(shared, memory.as_mut(), &next, &cmd);
             if let Command::Forget(_) = cmd {
@@ -159,7 +199,7 @@ pub fn run(
                 chat_id: next.chat_id.clone(),
                 on: false,
             });
-            record(shared, &next, &text);
+            record(shared, &next, &heard(&text));
             continue;
         }
         let _ = shared.events.send(Event::Typing {
@@ -200,6 +240,7 @@ pub fn run(
         };
         // Searchable from now on; embedded after the reply so the
         // embedder never delays the first token.
+        let text = heard(&text);
         if let (Some(out_id), Some(m)) = (record(shared, &next, &text), &memory) {
             m.remember(shared, &next.chat_id, &next.msg_id, &next.text);
             m.remember(shared, &next.chat_id, &format!("out:{out_id}"), &text);

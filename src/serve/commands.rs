@@ -28,7 +28,8 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
             Ok(s) => format!(
                 "Model {}, up {}, {} message(s) waiting, {} reply(ies) unsent, bridge {}{}.\n\
                  Memory: {} document(s), {} message(s), {} chunk(s). {} reminder(s) pending.\n\
-                 Senders: {} waiting for /approve, {} message(s) dropped by policy.{}",
+                 Senders: {} waiting for /approve, {} message(s) dropped by policy.\n\
+                 Voice notes: {}.{}",
                 s.model,
                 uptime(s.uptime_s),
                 // This command itself is still counted as waiting.
@@ -46,6 +47,7 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
                 s.reminders,
                 s.senders_waiting,
                 s.dropped,
+                s.voice.as_deref().unwrap_or("unknown"),
                 s.link
                     .map(|l| format!("\nWhatsApp: {}.", l.describe()))
                     .unwrap_or_default(),

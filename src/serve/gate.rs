@@ -63,6 +63,7 @@ pub fn take(shared: &Shared, role: ClientRole, m: &Inbound) -> Result<Stored, St
         (m.chat_id.0.clone(), m.sender_id.0.clone(), false)
     };
     let (text, typed_from) = stored(m);
+    let audio = audio_to_hear(&shared.config, m);
     let row = NewMessage {
         chat_id: &chat,
         msg_id: &m.message_id.0,
@@ -73,11 +74,19 @@ pub fn take(shared: &Shared, role: ClientRole, m: &Inbound) -> Result<Stored, St
         typed_from,
     };
     shared.with_store(|st| {
-        Ok(if remember {
+        Ok(if let Some(audio) = &audio {
+            // Heard by the agent (or, in a kept chat, while it is idle).
+            let new = st.enqueue_voice(&row, audio, !m.forwarded, !remember)?;
+            if remember {
+                Stored::Remembered { new }
+            } else {
+                Stored::Queued { new }
+            }
+        } else if remember {
             Stored::Remembered {
                 new: st.remember_message(&row)?,
             }
-        } else if let Some(answer) = media_answer(m) {
+        } else if let Some(answer) = media_answer(m, shared.config.voice.enabled) {
             Stored::Answered(st.enqueue_answered(&row, answer)?)
         } else {
             Stored::Queued {
@@ -284,16 +293,37 @@ fn stored(m: &Inbound) -> (String, Option<usize>) {
     (text, from)
 }
 
+/// The audio of a voice note (or audio message) without text that is to
+/// be heard: voice notes on, the bridge attached the bytes, and they are
+/// valid base64 of at most [`crate::proto::MAX_AUDIO_BYTES`].
+fn audio_to_hear(config: &Config, m: &Inbound) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let media = m.media.as_ref()?;
+    if !config.voice.enabled
+        || !matches!(media.kind, MediaKind::Voice | MediaKind::Audio)
+        || !m.text.trim().is_empty()
+    {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(media.audio_b64.as_deref()?)
+        .ok()?;
+    (!bytes.is_empty() && bytes.len() <= crate::proto::MAX_AUDIO_BYTES).then_some(bytes)
+}
+
 /// The fixed answer for a message the model cannot read (media with no
-/// text), if it is one.
-pub fn media_answer(m: &Inbound) -> Option<&'static str> {
+/// text and nothing to hear), if it is one.
+pub fn media_answer(m: &Inbound, voice_on: bool) -> Option<&'static str> {
     let media = m.media.as_ref()?;
     if !m.text.trim().is_empty() {
         return None;
     }
     Some(match media.kind {
+        MediaKind::Voice | MediaKind::Audio if voice_on => {
+            "I couldn't get the audio of that voice note; please send it again or type your message."
+        }
         MediaKind::Voice | MediaKind::Audio => {
-            "Voice notes are not transcribed yet, sorry; I kept it. Please type your question."
+            "Voice notes are switched off on this box; please type your message."
         }
         _ => "I can't look at images or documents yet; I kept it. Tell me in words what you need.",
     })
@@ -325,6 +355,7 @@ mod media_tests {
                 bytes: 10,
                 file_name: None,
                 saved_as: None,
+                audio_b64: None,
             }),
             quoted: None,
             forwarded: false,
@@ -334,15 +365,20 @@ mod media_tests {
     #[test]
     fn voice_notes_get_the_fixed_answer_and_a_note() {
         let v = msg("", Some(MediaKind::Voice));
-        assert!(media_answer(&v).unwrap().contains("not transcribed yet"));
+        assert!(
+            media_answer(&v, true)
+                .unwrap()
+                .contains("couldn't get the audio")
+        );
+        assert!(media_answer(&v, false).unwrap().contains("switched off"));
         assert_eq!(stored_text(&v), "[voice note]");
         let captioned = msg("what is this?", Some(MediaKind::Image));
         assert!(
-            media_answer(&captioned).is_none(),
+            media_answer(&captioned, true).is_none(),
             "a caption goes to the model"
         );
         assert_eq!(stored_text(&captioned), "[image] what is this?");
-        assert!(media_answer(&msg("hi", None)).is_none());
+        assert!(media_answer(&msg("hi", None), true).is_none());
     }
 
     #[test]

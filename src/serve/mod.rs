@@ -17,6 +17,7 @@ mod reminders;
 mod requests;
 mod retention;
 mod systemd;
+mod voice;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,8 @@ pub struct Shared {
     /// The transport's state as the bridge last reported it.
     link: Mutex<Option<(LinkState, Option<String>)>>,
     keys: KeyPlaces,
+    /// What the agent's ears report, for `/status`.
+    voice: Mutex<voice::VoiceStatus>,
 }
 
 impl Shared {
@@ -137,6 +140,20 @@ impl Shared {
             link_detail: link.and_then(|l| l.1),
             senders_waiting: store.open_questions(crate::clock::now_ms(), gate::QUESTIONS)?,
             dropped: store.dropped()?.iter().map(|(_, n)| n).sum(),
+            voice: Some({
+                let v = self.voice.lock().map(|v| v.clone()).unwrap_or_default();
+                let state = match (v.enabled, v.installed, v.loaded) {
+                    (false, _, _) => "off".to_string(),
+                    (true, false, _) => format!("{} not installed", v.model),
+                    (true, true, false) => format!("{} ready (loaded on the first note)", v.model),
+                    (true, true, true) => format!("{} loaded", v.model),
+                };
+                format!(
+                    "{state}; {} heard, {} waiting",
+                    v.heard,
+                    store.voice_notes_waiting()?
+                )
+            }),
         })
     }
 }
@@ -154,6 +171,8 @@ pub struct ServeOptions {
     pub config: crate::config::Config,
     /// Where the store and bridge keys are, for `/privacy`.
     pub keys: KeyPlaces,
+    /// The speech model's directory, when it is installed.
+    pub voice_dir: Option<PathBuf>,
 }
 
 /// Where the two keys are, as `/privacy` reports them.
@@ -192,15 +211,21 @@ pub async fn run(
         config: opts.config.clone(),
         link: Mutex::new(None),
         keys: opts.keys.clone(),
+        voice: Mutex::new(voice::VoiceStatus::default()),
     });
     let agent = {
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         let max = opts.max_reply_tokens;
         let config = opts.config.clone();
+        let ears = voice::Ears::new(opts.voice_dir.clone(), opts.config.voice.clone());
         std::thread::Builder::new()
             .name("hearth-agent".into())
-            .spawn(move || agent::run(engine, memory, &shared, &config, &wake_rx, &shutdown, max))
+            .spawn(move || {
+                agent::run(
+                    engine, memory, ears, &shared, &config, &wake_rx, &shutdown, max,
+                )
+            })
             .context("starting the agent thread")?
     };
     let clock = tokio::spawn(reminders::run(shared.clone(), shutdown.clone()));
@@ -281,7 +306,7 @@ async fn connection(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (r, mut w) = stream.into_split();
-    let mut lines = FramedRead::new(r, proto::FrameCodec::new());
+    let mut lines = FramedRead::new(r, proto::FrameCodec::for_clients());
     let role = loop {
         let Some(line) = lines.next().await else {
             return Ok(());
@@ -325,7 +350,7 @@ async fn connection(
             line = lines.next() => {
                 let frame = match line {
                     None => return Ok(()),
-                    Some(l) => l?.and_then(|l| proto::decode::<ClientFrame>(&l)),
+                    Some(l) => l?.and_then(|l| proto::decode_client(&l)),
                 };
                 match frame {
                     Ok(f) => {

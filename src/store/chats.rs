@@ -87,6 +87,7 @@ impl Store {
             "SELECT m.chat_id, m.msg_id, m.text FROM messages m
              JOIN memory_chats c ON c.chat_id = m.chat_id
              WHERE NOT EXISTS (SELECT 1 FROM chunks k WHERE k.message_id = m.id)
+               AND NOT EXISTS (SELECT 1 FROM voice_notes v WHERE v.message_id = m.id)
              ORDER BY m.id LIMIT ?1",
         )?;
         let rows = st

@@ -16,6 +16,7 @@ mod reminders;
 mod schema;
 mod senders;
 pub mod session;
+mod voice;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -33,6 +34,7 @@ pub use privacy::{ExportDocument, ExportMessage, ExportReminder, ExportSender, H
 pub use queue::{Pending, Reply, Turn};
 pub use reminders::{ReminderId, ReminderRow};
 pub use senders::{Asked, QuestionRules};
+pub use voice::VoiceNote;
 
 use crate::key::{self, Key, KeyError};
 use crate::paths::Paths;

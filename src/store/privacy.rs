@@ -23,6 +23,8 @@ pub struct Holdings {
     pub senders_approved: u64,
     pub senders_denied: u64,
     pub audit_records: u64,
+    /// Voice notes whose audio waits to be transcribed.
+    pub voice_notes_waiting: u64,
     /// The oldest stored message (ms since the epoch).
     pub oldest_message_ms: Option<i64>,
 }
@@ -93,6 +95,7 @@ impl Store {
                 .count("SELECT count(*) FROM senders WHERE decision = 'approved'")?,
             senders_denied: self.count("SELECT count(*) FROM senders WHERE decision = 'denied'")?,
             audit_records: self.count("SELECT count(*) FROM audit")?,
+            voice_notes_waiting: self.count("SELECT count(*) FROM voice_notes")?,
             oldest_message_ms: self
                 .conn
                 .query_row("SELECT min(ts_ms) FROM messages", [], |r| r.get(0))?,

@@ -316,12 +316,20 @@ impl SessionDb {
         Ok(rows)
     }
 
-    /// `serve` committed this message: forget it.
-    pub fn ack_inbound(&self, chat_id: &str, message_id: &str) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached("DELETE FROM inbound WHERE chat_id = ?1 AND message_id = ?2")?
-            .execute(params![chat_id, message_id])?;
-        Ok(())
+    /// `serve` committed this message: forget it. Returns the frame it was
+    /// queued as (to shred a voice note serve now holds).
+    pub fn ack_inbound(
+        &self,
+        chat_id: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "DELETE FROM inbound WHERE chat_id = ?1 AND message_id = ?2 RETURNING frame",
+            )?
+            .query_row(params![chat_id, message_id], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn queued_inbound_count(&self) -> Result<u64, StoreError> {

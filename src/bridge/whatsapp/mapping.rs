@@ -144,6 +144,7 @@ pub fn media_of(m: &wa::Message) -> Option<Media> {
         bytes: bytes.unwrap_or(0),
         file_name: name.cloned(),
         saved_as: None,
+        audio_b64: None,
     };
     if let Some(a) = m.audio_message.as_option() {
         let kind = if a.ptt == Some(true) {

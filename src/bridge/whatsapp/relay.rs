@@ -428,7 +428,14 @@ async fn session(
                 match proto::decode::<ServerFrame>(&line) {
                     Ok(ServerFrame::Ack { chat_id, message_id }) => {
                         let db = db.clone();
-                        tokio::task::spawn_blocking(move || db.ack_inbound(&chat_id.0, &message_id.0)).await??;
+                        let inbox = inbox.to_path_buf();
+                        tokio::task::spawn_blocking(move || {
+                            if let Some(frame) = db.ack_inbound(&chat_id.0, &message_id.0)? {
+                                crate::bridge::shred_handed_audio(&frame, &inbox);
+                            }
+                            anyhow::Ok(())
+                        })
+                        .await??;
                     }
                     Ok(ServerFrame::Outbound(o)) => {
                         if deliver(db, client, me, personal, &o).await? {
