@@ -410,8 +410,10 @@ pub fn decode_client(line: &str) -> Result<ClientFrame, ProtoError> {
     if line.len() > MAX_AUDIO_FRAME_BYTES {
         return Err(ProtoError::TooLarge(line.len()));
     }
+    // Over the normal limit, only a well-formed inbound frame with audio
+    // passes; anything else is "too large", as it always was.
     let frame: ClientFrame =
-        serde_json::from_str(line).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+        serde_json::from_str(line).map_err(|_| ProtoError::TooLarge(line.len()))?;
     match &frame {
         ClientFrame::Inbound(m)
             if m.media.as_ref().is_some_and(|x| x.audio_b64.is_some())
@@ -563,6 +565,25 @@ mod tests {
             decode::<ServerFrame>(&big),
             Err(ProtoError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn only_an_inbound_frame_with_audio_may_be_longer() {
+        let audio = "A".repeat(200 * 1024);
+        let inbound = format!(
+            r#"{{"type":"inbound","message_id":"1","chat_id":"c","sender_id":"c","text":"","timestamp_ms":0,"media":{{"kind":"voice","bytes":1,"audio_b64":"{audio}"}}}}"#
+        );
+        assert!(matches!(
+            decode_client(&inbound),
+            Ok(ClientFrame::Inbound(_))
+        ));
+        // The same size in the text, or not JSON at all: too large.
+        let text = inbound.replace(r#""text":"""#, &format!(r#""text":"{audio}""#));
+        assert!(matches!(decode_client(&text), Err(ProtoError::TooLarge(_))));
+        let junk = "x".repeat(70 * 1024);
+        assert!(matches!(decode_client(&junk), Err(ProtoError::TooLarge(_))));
+        let huge = "A".repeat(MAX_AUDIO_FRAME_BYTES + 1);
+        assert!(matches!(decode_client(&huge), Err(ProtoError::TooLarge(_))));
     }
 
     #[test]
