@@ -6,7 +6,7 @@
 //! command line on top of both.
 //!
 //! Without the default `app` feature only the engine builds: [`llm`],
-//! [`embed`], [`board`], [`clock`] and [`process`], which need none of the store,
+//! [`embed`], [`voice`], [`board`], [`clock`] and [`process`], which need none of the store,
 //! document, server, transport or command-line dependencies.
 
 #[cfg(feature = "app")]
