@@ -37,11 +37,6 @@ pub struct TranscribeArgs {
     pub model: Option<String>,
 }
 
-fn minutes(s: f64) -> String {
-    let s = s.round() as u64;
-    format!("{}:{:02}", s / 60, s % 60)
-}
-
 pub fn run(g: &GlobalArgs, a: TranscribeArgs) -> anyhow::Result<Outcome> {
     let voice = crate::config::Config::load(&g.config_file())
         .map(|c| c.voice)
@@ -88,7 +83,7 @@ pub fn run(g: &GlobalArgs, a: TranscribeArgs) -> anyhow::Result<Outcome> {
             eprintln!(
                 "transcribing {} ({})…",
                 file.display(),
-                minutes(samples.len() as f64 / 16_000.0)
+                crate::voice::mm_ss(samples.len() as f64 / crate::voice::audio::RATE as f64)
             );
         }
         let t = model.transcribe(&samples, lang, &|| false);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::store::{Pending, VoiceNote};
-use crate::voice::{AudioError, Transcriber};
+use crate::voice::{AudioError, Transcriber, mm_ss};
 
 /// Notes longer than this get their transcript quoted at the top of the
 /// reply, so the owner sees what was heard.
@@ -46,12 +46,6 @@ pub enum Heard {
     Reply(String),
     /// Shutting down, or the store failed: the note stays queued as it was.
     Stopped,
-}
-
-/// `0:07`, `12:00`.
-pub fn clock(seconds: f64) -> String {
-    let s = seconds.round() as u64;
-    format!("{}:{:02}", s / 60, s % 60)
 }
 
 impl Ears {
@@ -129,7 +123,7 @@ impl Ears {
                     AudioError::TooLong { max_s } => format!(
                         "That voice note is longer than {} (the most I listen to); please send \
                          a shorter one or type it.",
-                        clock(max_s as f64)
+                        mm_ss(max_s as f64)
                     ),
                     other => format!(
                         "I couldn't play that voice note ({other}); please send it again or type it."
@@ -139,7 +133,6 @@ impl Ears {
                 return Heard::Reply(reply);
             }
         };
-        let duration = samples.len() as f64 / crate::voice::audio::RATE as f64;
         let model = match self.model(shared) {
             Ok(m) => m,
             Err(reply) => {
@@ -150,6 +143,7 @@ impl Ears {
         let lang = model.language(Some(&language)).unwrap_or(None);
         let t = model.transcribe(&samples, lang, cancel);
         self.last_used = Instant::now();
+        let duration = t.duration_s;
         if cancel() {
             // Shutting down: the note stays as it was, heard after the restart.
             return Heard::Stopped;
@@ -172,7 +166,7 @@ impl Ears {
                     .to_string(),
             );
         }
-        let label = clock(duration);
+        let label = mm_ss(duration);
         let updated = self.settle(shared, msg, note, &label, Some(&t.text));
         let quote = (duration > QUOTE_AFTER_S).then(|| quote(&t.text));
         match updated {
@@ -196,12 +190,7 @@ impl Ears {
             chat_id: note.chat_id.clone(),
             msg_id: note.msg_id.clone(),
             sender: String::new(),
-            text: shared
-                .store()
-                .message_text(note.row)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| "[voice note]".into()),
+            text: note.text.clone(),
             ts_ms: 0,
             typed_from: None,
         };
@@ -269,8 +258,8 @@ mod tests {
 
     #[test]
     fn clocks_and_quotes() {
-        assert_eq!(clock(7.4), "0:07");
-        assert_eq!(clock(720.0), "12:00");
+        assert_eq!(mm_ss(7.4), "0:07");
+        assert_eq!(mm_ss(720.0), "12:00");
         let long = "word ".repeat(40);
         assert!(quote(&long).ends_with("…”)"));
         assert_eq!(quote("call mum"), "(I heard: “call mum”)");

@@ -14,6 +14,9 @@ pub struct VoiceNote {
     pub row: i64,
     pub chat_id: String,
     pub msg_id: String,
+    /// The message's stored text (the `[voice note]` placeholder with any
+    /// forwarded or quote marks).
+    pub text: String,
     pub audio: Vec<u8>,
     /// The sender's own note (not forwarded).
     pub own: bool,
@@ -54,7 +57,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT v.message_id, m.chat_id, m.msg_id, v.audio, v.own
+                "SELECT v.message_id, m.chat_id, m.msg_id, m.text, v.audio, v.own
                  FROM voice_notes v JOIN messages m ON m.id = v.message_id
                  WHERE v.message_id = ?1",
                 [row],
@@ -69,7 +72,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT v.message_id, m.chat_id, m.msg_id, v.audio, v.own
+                "SELECT v.message_id, m.chat_id, m.msg_id, m.text, v.audio, v.own
                  FROM voice_notes v JOIN messages m ON m.id = v.message_id
                  WHERE NOT EXISTS (SELECT 1 FROM inbox i WHERE i.message_id = v.message_id)
                  ORDER BY v.message_id LIMIT 1",
@@ -97,16 +100,6 @@ impl Store {
         Ok(())
     }
 
-    /// A message's stored text.
-    pub fn message_text(&self, row: i64) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT text FROM messages WHERE id = ?1", [row], |r| {
-                r.get(0)
-            })
-            .optional()?)
-    }
-
     /// Voice notes waiting to be heard (for `/status`).
     pub fn voice_notes_waiting(&self) -> Result<u64, StoreError> {
         Ok(self
@@ -122,8 +115,9 @@ fn voice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VoiceNote> {
         row: r.get(0)?,
         chat_id: r.get(1)?,
         msg_id: r.get(2)?,
-        audio: r.get(3)?,
-        own: r.get(4)?,
+        text: r.get(3)?,
+        audio: r.get(4)?,
+        own: r.get(5)?,
     })
 }
 
@@ -148,6 +142,7 @@ mod tests {
         let head = st.pending_heads().unwrap().remove(0);
         let note = st.voice_note(head.row).unwrap().unwrap();
         assert_eq!((note.audio.as_slice(), note.own), (&b"OggS..."[..], true));
+        assert_eq!(note.text, "[voice note]");
         assert_eq!(st.voice_notes_waiting().unwrap(), 1);
         // Queued notes are the agent's; kept chats' are heard when idle.
         assert!(st.next_kept_voice_note().unwrap().is_none());

@@ -55,48 +55,26 @@ pub struct Decoded {
     pub decode_s: f64,
 }
 
-fn softmax_prob(logits: &[f32], id: u32) -> f32 {
+/// `log softmax(logits)[id]`, in f64 (suppressed logits are −∞ and add 0).
+fn log_prob(logits: &[f32], id: usize) -> f32 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
-    (((logits[id as usize] - max) as f64).exp() / sum) as f32
-}
-
-fn log_softmax_at(logits: &[f32], id: usize) -> f32 {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let sum: f64 = logits
-        .iter()
-        .filter(|x| x.is_finite())
-        .map(|&x| ((x - max) as f64).exp())
-        .sum();
     ((logits[id] - max) as f64 - sum.ln()) as f32
 }
 
-fn argmax(logits: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 /// The language whose token scores highest after `<|startoftranscript|>`.
-fn detect_language(model: &Whisper, sp: &Specials, state: &mut DecoderState) -> (usize, Vec<f32>) {
-    let logits = model.decode(state, &[sp.sot], &[0]).remove(0);
-    let best = sp
-        .languages
+fn best_language(sp: &Specials, sot_logits: &[f32]) -> usize {
+    sp.languages
         .iter()
         .enumerate()
-        .max_by(|a, b| logits[a.1.0 as usize].total_cmp(&logits[b.1.0 as usize]))
+        .max_by(|a, b| sot_logits[a.1.0 as usize].total_cmp(&sot_logits[b.1.0 as usize]))
         .map(|(i, _)| i)
-        .unwrap_or(0);
-    (best, logits)
+        .unwrap_or(0)
 }
 
-/// Greedy decoding of one window from a state that already holds
-/// `prompt[..done]`; `first` is the logits after the last prompt token and
-/// `sot_logits` those after `<|startoftranscript|>`.
+/// Greedy decoding of one window from a state that holds the whole
+/// prompt; `logits` are those after its last token and `sot_logits` those
+/// after `<|startoftranscript|>`.
 fn greedy(
     model: &Whisper,
     sp: &Specials,
@@ -105,7 +83,7 @@ fn greedy(
     sot_logits: &[f32],
     cancel: &dyn Fn() -> bool,
 ) -> WindowResult {
-    let no_speech_prob = softmax_prob(sot_logits, sp.no_speech);
+    let no_speech_prob = log_prob(sot_logits, sp.no_speech as usize).exp();
     let mut tokens = Vec::new();
     let mut sum_logprob = 0f32;
     let ctx = model.dims.text_ctx;
@@ -118,13 +96,13 @@ fn greedy(
                 logits[t as usize] = f32::NEG_INFINITY;
             }
         }
-        let next = argmax(&logits);
-        sum_logprob += log_softmax_at(&logits, next);
-        if next as u32 == sp.eot || state.len >= ctx || cancel() {
+        let next = crate::llm::sampler::greedy(&logits);
+        sum_logprob += log_prob(&logits, next as usize);
+        if next == sp.eot || state.len >= ctx || cancel() {
             break;
         }
-        tokens.push(next as u32);
-        logits = model.decode(state, &[next as u32], &[0]).remove(0);
+        tokens.push(next);
+        logits = model.decode(state, &[next], &[0]).remove(0);
     }
     let avg_logprob = sum_logprob / (tokens.len() + 1) as f32;
     let skipped = no_speech_prob > NO_SPEECH_THRESHOLD && avg_logprob <= LOG_PROB_THRESHOLD;
@@ -172,33 +150,21 @@ pub fn run(
         let t1 = std::time::Instant::now();
         let mut state = model.start(&enc);
         let previous: &[u32] = &out.tokens[out.tokens.len().saturating_sub(half_ctx - 1)..];
-        let result = if previous.is_empty() {
-            // The SOT position's logits serve both language detection and
-            // the no-speech probability.
-            let sot_logits = match lang {
-                None => {
-                    let (best, logits) = detect_language(model, sp, &mut state);
-                    lang = Some(best);
-                    logits
-                }
-                Some(_) => model.decode(&mut state, &[sp.sot], &[0]).remove(0),
-            };
-            let code = sp.languages[lang.unwrap_or(0)].0;
-            let logits = model
-                .decode(&mut state, &[code, sp.transcribe, sp.no_timestamps], &[2])
-                .remove(0);
-            greedy(model, sp, &mut state, logits, &sot_logits, cancel)
-        } else {
-            let code = sp.languages[lang.unwrap_or(0)].0;
-            let mut prompt = vec![sp.sot_prev];
+        let mut prompt = Vec::new();
+        if !previous.is_empty() {
+            prompt.push(sp.sot_prev);
             prompt.extend_from_slice(previous);
-            let sot_at = prompt.len();
-            prompt.extend_from_slice(&[sp.sot, code, sp.transcribe, sp.no_timestamps]);
-            let mut l = model.decode(&mut state, &prompt, &[sot_at, prompt.len() - 1]);
-            let last = l.remove(1);
-            let sot_logits = l.remove(0);
-            greedy(model, sp, &mut state, last, &sot_logits, cancel)
-        };
+        }
+        let sot_at = prompt.len();
+        prompt.push(sp.sot);
+        // The logits after SOT give the language (when not set) and the
+        // no-speech probability; the rest of the prompt depends on the first.
+        let sot_logits = model.decode(&mut state, &prompt, &[sot_at]).remove(0);
+        let code = sp.languages[*lang.get_or_insert_with(|| best_language(sp, &sot_logits))].0;
+        let logits = model
+            .decode(&mut state, &[code, sp.transcribe, sp.no_timestamps], &[2])
+            .remove(0);
+        let result = greedy(model, sp, &mut state, logits, &sot_logits, cancel);
         out.decode_s += t1.elapsed().as_secs_f64();
         if !result.skipped {
             out.tokens.extend_from_slice(&result.tokens);

@@ -41,6 +41,12 @@ const QUIET_RMS: f64 = 3.16e-4;
 /// The model files Whisper needs inside its directory.
 pub const FILES: [&str; 3] = ["model.bin", "config.json", "tokenizer.json"];
 
+/// A note's length as people read it: `0:07`, `12:00`.
+pub fn mm_ss(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
 /// A transcript of one note.
 #[derive(Debug, Clone)]
 pub struct Transcript {
@@ -157,11 +163,6 @@ impl Transcriber {
         self.model.size_in_bytes()
     }
 
-    /// The language codes the model knows.
-    pub fn languages(&self) -> impl Iterator<Item = &str> {
-        self.specials.languages.iter().map(|l| l.1.as_str())
-    }
-
     /// Which language index `language` names (`None` or `auto`: detect).
     pub fn language(&self, language: Option<&str>) -> Result<Option<usize>, VoiceError> {
         match language {
@@ -196,14 +197,9 @@ impl Transcriber {
             })
             .collect();
         let decoded = decode::run(&self.model, &self.specials, &mel, language, &quiet, cancel);
-        let text: Vec<u32> = decoded
-            .tokens
-            .iter()
-            .copied()
-            .filter(|&t| t < self.specials.eot)
-            .collect();
         // Each window's text is decoded on its own, as faster-whisper's
-        // segments are, then joined.
+        // segments are, then joined; the ids are the text tokens only.
+        let mut tokens = Vec::new();
         let mut joined = String::new();
         for w in decoded.windows.iter().filter(|w| !w.skipped) {
             let ids: Vec<u32> = w
@@ -213,11 +209,12 @@ impl Transcriber {
                 .filter(|&t| t < self.specials.eot)
                 .collect();
             joined.push_str(&self.tokenizer.decode(&ids, true).unwrap_or_default());
+            tokens.extend(ids);
         }
         Transcript {
             text: joined.trim().to_string(),
             language: decoded.language,
-            tokens: text,
+            tokens,
             duration_s: samples.len() as f64 / audio::RATE as f64,
             mel_s,
             encode_s: decoded.encode_s,
