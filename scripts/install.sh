@@ -65,8 +65,16 @@ own() { staged || chown "$@"; }
 
 say "installing the binary, units and documentation"
 install -D -m 0755 "$HEARTH" "$DEST/usr/local/bin/hearth"
-install -D -m 0644 systemd/hearth.service "$DEST/etc/systemd/system/hearth.service"
-install -D -m 0644 systemd/hearth-bridge.service "$DEST/etc/systemd/system/hearth-bridge.service"
+# The units are the Debian package's; here the program, its documentation
+# and the models live under /usr/local and /var/lib/hearth/models.
+for unit in hearth.service hearth-bridge.service; do
+    install -d -m 0755 "$DEST/etc/systemd/system"
+    sed -e 's|/usr/bin/hearth|/usr/local/bin/hearth|' \
+        -e 's|/usr/share/doc/hearth|/usr/local/share/doc/hearth|' \
+        -e 's|HEARTH_MODELS_DIR=/usr/share/hearth/models|HEARTH_MODELS_DIR=/var/lib/hearth/models|' \
+        "systemd/$unit" >"$DEST/etc/systemd/system/$unit"
+    chmod 0644 "$DEST/etc/systemd/system/$unit"
+done
 install -D -m 0644 README.md "$DEST/usr/local/share/doc/hearth/README.md"
 
 install -d -m 0750 "$DEST/etc/hearth"
@@ -74,8 +82,9 @@ own root:hearth "$DEST/etc/hearth"
 CONFIG="$DEST/etc/hearth/config.toml"
 if [ ! -e "$CONFIG" ]; then
     say "writing $CONFIG"
-    "$HEARTH" --config "$CONFIG" init ${OWNER:+--owner "$OWNER"} >/dev/null
-    # The data directory is the service's, not the template's default.
+    # The services' places (data, keys, session, socket), as the Debian
+    # package's config names them.
+    "$HEARTH" --config "$CONFIG" init --system ${OWNER:+--owner "$OWNER"} >/dev/null
     chmod 0640 "$CONFIG"
     own root:hearth "$CONFIG"
 fi
@@ -101,6 +110,8 @@ if [ "$MODELS" = 1 ]; then
         done
 fi
 own -R hearth:hearth "$DEST/var/lib/hearth"
+install -d -m 0700 "$DEST/var/lib/hearth-bridge"
+own hearth-bridge:hearth-bridge "$DEST/var/lib/hearth-bridge"
 
 DROPIN="$DEST/etc/systemd/system/hearth.service.d"
 if [ ${#INDEX[@]} -gt 0 ]; then
@@ -133,11 +144,8 @@ systemctl daemon-reload
 if [ "$START" = 1 ]; then
     systemctl enable --now hearth.service
     say "hearth serve is running; link WhatsApp with:"
-    echo "  sudo HEARTH_CONFIG=/etc/hearth/config.toml HEARTH_BRIDGE_DIR=/var/lib/hearth-bridge \\"
-    echo "       HEARTH_BRIDGE_KEY_FILE=/etc/hearth/bridge.key hearth pair"
-    echo "  sudo chown -R hearth-bridge:hearth-bridge /var/lib/hearth-bridge"
+    echo "  sudo hearth pair      (reads /etc/hearth/config.toml; the session goes to user hearth-bridge)"
     echo "  sudo systemctl enable --now hearth-bridge.service"
 fi
 say "checking the installation"
-HEARTH_CONFIG=/etc/hearth/config.toml HEARTH_DATA_DIR=/var/lib/hearth \
-    HEARTH_KEY_FILE=/etc/hearth/store.key /usr/local/bin/hearth doctor || true
+/usr/local/bin/hearth doctor || true

@@ -21,6 +21,8 @@ pub struct Config {
     pub whatsapp: WhatsApp,
     pub retention: Retention,
     pub voice: Voice,
+    /// When reminders may trust the wall clock (`[clock]`).
+    pub clock: crate::timesync::ClockConfig,
 }
 
 /// Voice notes (`[voice]`): the speech model, its language, the longest
@@ -122,6 +124,10 @@ pub struct Storage {
     pub data_dir: Option<PathBuf>,
     /// The store's key file (keep it outside the data directory).
     pub key_file: Option<PathBuf>,
+    /// The daemon's socket, when not `DATA_DIR/hearth.sock` (the packaged
+    /// services share `/run/hearth/hearth.sock`: the bridge may not enter
+    /// the data directory).
+    pub socket: Option<PathBuf>,
 }
 
 /// Who may command Hearth.
@@ -316,13 +322,44 @@ pub struct ModelChoice<'a> {
     pub why: &'a str,
 }
 
+/// What `hearth init` writes a config for.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateFor<'a> {
+    pub owner: Option<&'a PhoneNumber>,
+    pub time_zone: &'a str,
+    /// `None` leaves the model unset: chosen at each start from the models
+    /// installed and the box's memory (the packaged config).
+    pub model: Option<ModelChoice<'a>>,
+    /// The packaged services' places (`/var/lib/hearth`, `/etc/hearth`,
+    /// `/var/lib/hearth-bridge`) instead of this user's.
+    pub system: bool,
+}
+
 /// The file `hearth init` writes: every setting with its default, commented.
-pub fn template(owner: Option<&PhoneNumber>, time_zone: &str, model: ModelChoice) -> String {
-    let why = model.why.replace('\n', " ");
-    let model_name = model.name;
-    let numbers = match owner {
+pub fn template(t: &TemplateFor) -> String {
+    let time_zone = t.time_zone;
+    let model_line = match t.model {
+        Some(m) => format!(
+            "# `hearth init` chose: {}.\nname = \"{}\"",
+            m.why.replace('\n', " "),
+            m.name
+        ),
+        None => "# name = \"qwen25coder\"".to_string(),
+    };
+    let numbers = match t.owner {
         Some(n) => format!("numbers = [\"{}\"]", n.0),
         None => "numbers = []            # e.g. [\"+4915112345678\"]".to_string(),
+    };
+    let (bridge_places, storage_places) = if t.system {
+        (
+            "state_dir = \"/var/lib/hearth-bridge\"\nkey_file = \"/etc/hearth/bridge.key\"",
+            "data_dir = \"/var/lib/hearth\"\nkey_file = \"/etc/hearth/store.key\"\nsocket = \"/run/hearth/hearth.sock\"",
+        )
+    } else {
+        (
+            "# state_dir = \"~/.local/state/hearth-bridge\"\n# key_file = \"~/.config/hearth/bridge.key\"",
+            "# data_dir = \"~/.local/share/hearth\"\n# key_file = \"~/.config/hearth/store.key\"\n# socket = \"~/.local/share/hearth/hearth.sock\"",
+        )
     };
     format!(
         r#"# Hearth configuration. Every setting shows its default; `hearth init`
@@ -342,9 +379,9 @@ time_zone = "{time_zone}"
 
 [model]
 # The chat model: a name from `hearth models list` (also one you added with
-# `hearth models add`); unset = the largest default this box's memory fits.
-# `hearth init` chose: {why}.
-name = "{model_name}"
+# `hearth models add`); unset = the largest default this box's memory fits
+# among those installed.
+{model_line}
 # Compute threads; unset = all cores.
 # threads = 2
 # Context length in tokens.
@@ -367,18 +404,15 @@ groups = []
 # The bridge's own directory (WhatsApp session, queues, media inbox) and
 # the key that encrypts its session; both apart from the data directory.
 # HEARTH_BRIDGE_DIR and HEARTH_BRIDGE_KEY_FILE override them.
-# state_dir = "~/.local/state/hearth-bridge"
-# key_file = "~/.config/hearth/bridge.key"
+{bridge_places}
 # Largest voice note, image or document the bridge saves, in MiB.
 # media_max_mb = 16
 
 [storage]
-# The data directory (encrypted database, socket). --data-dir and
-# HEARTH_DATA_DIR override it.
-# data_dir = "~/.local/share/hearth"
-# The store's key file, outside the data directory. --key-file and
-# HEARTH_KEY_FILE override it.
-# key_file = "~/.config/hearth/store.key"
+# The data directory (encrypted database), the store's key file (outside
+# it) and the daemon's socket (in it unless set). --data-dir, --key-file,
+# --socket, HEARTH_DATA_DIR and HEARTH_KEY_FILE override them.
+{storage_places}
 
 [retention]
 # Days each kind of data is kept (0 = until you remove it); the daemon
@@ -406,6 +440,16 @@ language = "auto"
 max_duration_s = 600
 # Seconds without a voice note before Whisper is dropped from memory.
 unload_after_s = 300
+
+[clock]
+# Reminders fire, and new ones are accepted, only on a clock Hearth can
+# trust: one that reads 2026 or later and, when waiting applies, has been
+# set by network time (systemd-timesyncd). "auto" waits on a box without a
+# real-time clock (a Raspberry Pi) that runs systemd-timesyncd; "always"
+# and "never" decide for it.
+wait_for_sync = "auto"
+# The file time sync writes once the clock is set.
+# sync_marker = "/run/systemd/timesync/synchronized"
 "#
     )
 }
@@ -422,13 +466,7 @@ pub fn system_time_zone() -> String {
 
 /// Writes the template to `path` (mode 0600), refusing to overwrite unless
 /// `force`.
-pub fn write_template(
-    path: &Path,
-    owner: Option<&PhoneNumber>,
-    time_zone: &str,
-    model: ModelChoice,
-    force: bool,
-) -> Result<(), ConfigError> {
+pub fn write_template(path: &Path, t: &TemplateFor, force: bool) -> Result<(), ConfigError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| ConfigError::Io {
@@ -450,8 +488,7 @@ pub fn write_template(
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    f.write_all(template(owner, time_zone, model).as_bytes())
-        .map_err(io)
+    f.write_all(template(t).as_bytes()).map_err(io)
 }
 
 #[cfg(test)]
@@ -462,6 +499,60 @@ mod tests {
         name: "smollm2",
         why: "this box has 0.9 GiB of memory (`qwen25coder` needs 1.5 GiB), so `smollm2`",
     };
+
+    fn template(owner: Option<&PhoneNumber>, time_zone: &str, model: ModelChoice) -> String {
+        super::template(&TemplateFor {
+            owner,
+            time_zone,
+            model: Some(model),
+            system: false,
+        })
+    }
+
+    /// The Debian package's conffile is this template, byte for byte.
+    #[test]
+    fn the_packaged_config_is_the_system_template() {
+        let shipped = include_str!("../systemd/config.toml");
+        let want = super::template(&TemplateFor {
+            owner: None,
+            time_zone: "UTC",
+            model: None,
+            system: true,
+        });
+        assert!(
+            shipped == want,
+            "systemd/config.toml is stale: run `hearth --config systemd/config.toml init --system --force`"
+        );
+    }
+
+    #[test]
+    fn the_system_template_names_the_service_places_and_no_model() {
+        let c = Config::parse(&super::template(&TemplateFor {
+            owner: None,
+            time_zone: "UTC",
+            model: None,
+            system: true,
+        }))
+        .unwrap();
+        assert_eq!(c.model, ModelConfig::default());
+        assert_eq!(c.storage.data_dir, Some(PathBuf::from("/var/lib/hearth")));
+        assert_eq!(
+            c.storage.key_file,
+            Some(PathBuf::from("/etc/hearth/store.key"))
+        );
+        assert_eq!(
+            c.storage.socket,
+            Some(PathBuf::from("/run/hearth/hearth.sock"))
+        );
+        assert_eq!(
+            c.whatsapp.state_dir,
+            Some(PathBuf::from("/var/lib/hearth-bridge"))
+        );
+        assert_eq!(
+            c.whatsapp.key_file,
+            Some(PathBuf::from("/etc/hearth/bridge.key"))
+        );
+    }
 
     #[test]
     fn the_template_parses_to_the_defaults() {

@@ -49,23 +49,53 @@ pub struct Layout {
     pub models_dir: PathBuf,
     pub socket: PathBuf,
     /// The directory holding `hearth.service` and `hearth-bridge.service`
-    /// (`/etc/systemd/system` of the installation root).
+    /// (`/etc/systemd/system` of the installation root, or the Debian
+    /// package's `/usr/lib/systemd/system`).
     pub units_dir: PathBuf,
 }
 
+/// Where the Debian package puts the units.
+const PACKAGE_UNITS: &str = "usr/lib/systemd/system";
+/// Where `scripts/install.sh` (and an administrator's override) puts them.
+const LOCAL_UNITS: &str = "etc/systemd/system";
+
 impl Layout {
-    /// The layout `scripts/install.sh` creates under `root` (`/` on the box).
+    /// Whether `root` holds an installation (the Debian package's or
+    /// `scripts/install.sh`'s).
+    pub fn is_installed(root: &Path) -> bool {
+        [LOCAL_UNITS, PACKAGE_UNITS]
+            .iter()
+            .any(|d| root.join(d).join("hearth.service").exists())
+    }
+
+    /// The layout the Debian package or `scripts/install.sh` creates under
+    /// `root` (`/` on the box): units in `/etc/systemd/system` when
+    /// installed (or overridden) there, else the package's; models where
+    /// the model packages put them, else `/var/lib/hearth/models`.
     pub fn installed(root: &Path) -> Self {
         let r = |p: &str| root.join(p);
+        let units_dir = if r(LOCAL_UNITS).join("hearth.service").exists()
+            || !r(PACKAGE_UNITS).join("hearth.service").exists()
+        {
+            r(LOCAL_UNITS)
+        } else {
+            r(PACKAGE_UNITS)
+        };
+        let packaged_models = root.join(crate::catalog::SYSTEM_MODELS_DIR.trim_start_matches('/'));
+        let models_dir = if packaged_models.is_dir() {
+            packaged_models
+        } else {
+            r("var/lib/hearth/models")
+        };
         Self {
             config: r("etc/hearth/config.toml"),
             data_dir: r("var/lib/hearth"),
             key_file: r("etc/hearth/store.key"),
             bridge_dir: r("var/lib/hearth-bridge"),
             bridge_key: r("etc/hearth/bridge.key"),
-            models_dir: r("var/lib/hearth/models"),
+            models_dir,
             socket: r("run/hearth/hearth.sock"),
-            units_dir: r("etc/systemd/system"),
+            units_dir,
         }
     }
 }
@@ -593,5 +623,23 @@ mod tests {
         let l = Layout::installed(Path::new("/nonexistent-root"));
         assert!(l.units_dir.ends_with("etc/systemd/system"));
         assert_eq!(units(&l.units_dir)[0].status, Status::Skip);
+    }
+
+    #[test]
+    fn the_debian_package_layout_is_found() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert!(!Layout::is_installed(r));
+        std::fs::create_dir_all(r.join("usr/lib/systemd/system")).unwrap();
+        std::fs::write(r.join("usr/lib/systemd/system/hearth.service"), "").unwrap();
+        std::fs::create_dir_all(r.join("usr/share/hearth/models")).unwrap();
+        assert!(Layout::is_installed(r));
+        let l = Layout::installed(r);
+        assert_eq!(l.units_dir, r.join("usr/lib/systemd/system"));
+        assert_eq!(l.models_dir, r.join("usr/share/hearth/models"));
+        // An administrator's copy in /etc wins, as systemd's own order.
+        std::fs::create_dir_all(r.join("etc/systemd/system")).unwrap();
+        std::fs::write(r.join("etc/systemd/system/hearth.service"), "").unwrap();
+        assert_eq!(Layout::installed(r).units_dir, r.join("etc/systemd/system"));
     }
 }

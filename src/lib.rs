@@ -29,6 +29,8 @@ pub mod config;
 pub mod doctor;
 pub mod embed;
 #[cfg(feature = "app")]
+pub mod firstboot;
+#[cfg(feature = "app")]
 pub mod hex;
 #[cfg(feature = "app")]
 pub mod index;
@@ -54,4 +56,6 @@ pub mod serve;
 pub mod sources;
 #[cfg(feature = "app")]
 pub mod store;
+#[cfg(feature = "app")]
+pub mod timesync;
 pub mod voice;

@@ -3,10 +3,11 @@
 //! directory so a copy of one is not a copy of both.
 //!
 //! Resolution order for each: the command-line flag, the environment
-//! (`HEARTH_DATA_DIR`, `HEARTH_KEY_FILE`), the config file's `[storage]`
-//! (the caller passes those in), for key files a systemd credential
-//! (`$CREDENTIALS_DIRECTORY/store.key`, `bridge.key`), the XDG base
-//! directories, then `~/.local/share/hearth` and `~/.config/hearth/store.key`.
+//! (`HEARTH_DATA_DIR`, `HEARTH_KEY_FILE`), for key files a systemd
+//! credential (`$CREDENTIALS_DIRECTORY/store.key`, `bridge.key`: the
+//! service's copy of a key only root may read), the config file's
+//! `[storage]` (the caller passes those in), the XDG base directories, then
+//! `~/.local/share/hearth` and `~/.config/hearth/store.key`.
 
 use std::path::{Path, PathBuf};
 
@@ -40,15 +41,18 @@ impl Paths {
     }
 
     /// The config file's default place: `$XDG_CONFIG_HOME/hearth/config.toml`
-    /// (`~/.config/hearth/config.toml`).
+    /// (`~/.config/hearth/config.toml`), else, when that does not exist,
+    /// the installed box's [`SYSTEM_CONFIG`] if it does (so `sudo hearth
+    /// privacy` on the appliance reads the services' settings).
     pub fn default_config() -> PathBuf {
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        std::env::var_os("XDG_CONFIG_HOME")
+        let user = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
             .or_else(|| home.map(|h| h.join(".config")))
             .unwrap_or_else(|| PathBuf::from("."))
-            .join("hearth/config.toml")
+            .join("hearth/config.toml");
+        config_between(user, Path::new(SYSTEM_CONFIG))
     }
 
     /// The daemon's Unix socket (mode 0600).
@@ -75,7 +79,8 @@ impl Paths {
 /// session).
 ///
 /// Resolution order: the environment (`HEARTH_BRIDGE_DIR`,
-/// `HEARTH_BRIDGE_KEY_FILE`), the config file's `[whatsapp]` (passed in),
+/// `HEARTH_BRIDGE_KEY_FILE`), for the key a systemd credential, the config
+/// file's `[whatsapp]` (passed in),
 /// then `$XDG_STATE_HOME/hearth-bridge` (`~/.local/state/hearth-bridge`) and
 /// `~/.config/hearth/bridge.key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +97,8 @@ impl BridgePaths {
                 .or(state_dir)
                 .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("hearth-bridge")),
             key_file: env("HEARTH_BRIDGE_KEY_FILE")
-                .or(key_file)
                 .or_else(|| credential("bridge.key"))
+                .or(key_file)
                 .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("hearth/bridge.key")),
         }
     }
@@ -101,6 +106,18 @@ impl BridgePaths {
     /// Received media (voice notes, images, documents), mode 0700.
     pub fn inbox(&self) -> PathBuf {
         self.state_dir.join("inbox")
+    }
+}
+
+/// The config the Debian package installs for the services.
+pub const SYSTEM_CONFIG: &str = "/etc/hearth/config.toml";
+
+/// The user's config when it exists, else the system's when that does.
+fn config_between(user: PathBuf, system: &Path) -> PathBuf {
+    if !user.exists() && system.exists() {
+        system.to_path_buf()
+    } else {
+        user
     }
 }
 
@@ -131,6 +148,17 @@ mod tests {
         );
         assert_eq!(credential_in(d, "bridge.key"), None);
         assert_eq!(credential_in(None, "store.key"), None);
+    }
+
+    #[test]
+    fn the_system_config_serves_when_the_user_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (user, system) = (dir.path().join("user.toml"), dir.path().join("etc.toml"));
+        assert_eq!(config_between(user.clone(), &system), user);
+        std::fs::write(&system, "").unwrap();
+        assert_eq!(config_between(user.clone(), &system), system);
+        std::fs::write(&user, "").unwrap();
+        assert_eq!(config_between(user.clone(), &system), user);
     }
 
     #[test]

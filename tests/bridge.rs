@@ -6,7 +6,8 @@
 //! dying with messages only they held: every message gets exactly one
 //! reply. In personal mode Hearth's own replies coming
 //! back (their echo) are dropped, and other chats are never answered.
-//! `hearth pair` with WhatsApp unreachable fails within seconds.
+//! `hearth pair` with WhatsApp unreachable fails within seconds; a bridge
+//! on a box not linked yet waits (telling serve so) instead of exiting.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -267,4 +268,50 @@ fn pair_without_whatsapp_fails_within_seconds() {
         !dir.path().join("bridge/session.db").exists(),
         "nothing is created before WhatsApp answers"
     );
+}
+
+/// A fresh appliance starts the bridge before anyone has paired: it keeps
+/// running, reports "not linked" to serve (shown by `/status`), does not
+/// exit or loop, and stops promptly when told.
+#[test]
+fn an_unlinked_bridge_waits_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start_serve(dir.path());
+    let mut bridge = hearth_with_store(dir.path(), "key", &["bridge"])
+        .env("HEARTH_WHATSAPP_HOST", "127.0.0.1:9")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let link = loop {
+        let (mut cli, mut r) = common::daemon::open(dir.path(), "cli");
+        let status = common::daemon::frame(&mut cli, &mut r, r#"{"type":"status"}"#);
+        if status["link"] == "not_linked" || Instant::now() > deadline {
+            break status["link"].clone();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(link, "not_linked");
+    // Still waiting, not restarting in a loop, after two more looks.
+    std::thread::sleep(Duration::from_secs(11));
+    assert!(bridge.try_wait().unwrap().is_none(), "the bridge exited");
+    // SAFETY: signalling a child this test started.
+    unsafe { libc::kill(bridge.id() as i32, libc::SIGTERM) };
+    let stopped = Instant::now();
+    let status = bridge.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut bridge.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(
+        err.matches("not linked to WhatsApp yet").count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(
+        !dir.path().join("bridge/session.db").exists(),
+        "waiting creates no session"
+    );
+    kill(serve);
 }

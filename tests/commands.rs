@@ -96,6 +96,63 @@ fn a_reminder_due_while_hearth_was_off_fires_late_on_start() {
     kill(serve);
 }
 
+/// A Pi boots with its clock behind and jumps when network time arrives:
+/// until the clock is synchronised no reminder fires and none is set; after
+/// the jump, the reminders that came due meanwhile come as one message.
+#[test]
+fn reminders_wait_for_a_synchronised_clock_then_come_as_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("timesync/synchronized");
+    std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("[clock]\nwait_for_sync = \"always\"\nsync_marker = {marker:?}\n"),
+    )
+    .unwrap();
+    let paths = hearth::paths::Paths {
+        data_dir: dir.path().join("data"),
+        key_file: dir.path().join("key"),
+    };
+    let pending = || {
+        hearth::store::Store::open(&paths, hearth::store::Create::Never)
+            .unwrap()
+            .pending_reminder_count()
+            .unwrap()
+    };
+    {
+        let mut store =
+            hearth::store::Store::open(&paths, hearth::store::Create::IfMissing).unwrap();
+        let now = hearth::clock::now_ms();
+        store
+            .add_reminder("cli:owner", "bins", now - 3_600_000)
+            .unwrap();
+        store
+            .add_reminder("cli:owner", "tea", now - 600_000)
+            .unwrap();
+    }
+    let serve = start_serve(dir.path());
+    let (mut cli, mut r) = open(dir.path(), "cli");
+    say(&mut cli, "cli:owner", "1", "/remind in 5 minutes call");
+    let refused = next_text(&mut r);
+    assert!(
+        refused.starts_with("Not set: the clock is waiting for network time"),
+        "{refused}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pending(), 2, "fired on an unsynchronised clock");
+
+    std::fs::write(&marker, "").unwrap();
+    let text = next_text(&mut r);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("2 reminders came due"), "{text}");
+    assert!(lines[1].starts_with("• bins (due "), "{text}");
+    assert!(lines[2].starts_with("• tea (due "), "{text}");
+    assert_eq!(pending(), 0);
+    say(&mut cli, "cli:owner", "2", "/remind in 5 minutes call");
+    assert!(next_text(&mut r).starts_with("Reminder 3 set for "));
+    kill(serve);
+}
+
 #[test]
 fn pause_keeps_messages_and_resume_answers_them() {
     let dir = tempfile::tempdir().unwrap();

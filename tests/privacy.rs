@@ -92,3 +92,39 @@ fn privacy_reports_and_export_takes_everything() {
     let last: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(last["action"], "exported");
 }
+
+/// A box where nothing has been stored yet (no key, no database): the
+/// commands a new owner tries first say so and exit 0, and create nothing.
+#[test]
+fn a_fresh_box_has_nothing_to_report_audit_or_export() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["audit", "verify"][..],
+        &["audit", "tail"],
+        &["privacy"],
+        &["export", "-o"],
+    ] {
+        let mut args = args.to_vec();
+        let zip = dir.path().join("out.zip");
+        let zip = zip.to_str().unwrap();
+        if args == ["export", "-o"] {
+            args.push(zip);
+        }
+        let o = hearth_with_store(dir.path(), "key", &args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            out.starts_with("Nothing is stored yet: "),
+            "{args:?}: {out}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "a fresh box's commands created {left:?}");
+}

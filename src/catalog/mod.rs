@@ -342,9 +342,32 @@ impl Catalog {
         Ok(Self { manifest, dir })
     }
 
-    /// The default chat model for this box (its total memory).
+    /// The default chat model for this box: the first default its total
+    /// memory fits, or, when that one is not installed, the next smaller
+    /// default that is (a box with only `hearth-models-smollm2`).
     pub fn default_chat(&self) -> DefaultChoice {
-        self.manifest.default_chat(crate::board::total_memory_mib())
+        let by_memory = self.manifest.default_chat(crate::board::total_memory_mib());
+        let installed = |name: &str| self.model_path(name).is_ok_and(|p| p.is_file());
+        if installed(&by_memory.name) {
+            return by_memory;
+        }
+        let smaller = self
+            .manifest
+            .default
+            .iter()
+            .skip_while(|n| **n != by_memory.name)
+            .skip(1)
+            .find(|n| installed(n));
+        match smaller {
+            Some(n) => DefaultChoice {
+                why: format!(
+                    "{}, but `{}` is not installed, so `{n}`",
+                    by_memory.why, by_memory.name
+                ),
+                name: n.clone(),
+            },
+            None => by_memory,
+        }
     }
 
     /// Where a file is: under the models directory, or where the owner
@@ -501,21 +524,30 @@ pub fn sha256_file(p: &Path) -> Result<String, CatalogError> {
     hash_with_progress(p, false)
 }
 
+/// Where the Debian packages (`hearth-models-*`) put the models
+/// (read-only, owned by the packages; the manifest is the built-in one).
+pub const SYSTEM_MODELS_DIR: &str = "/usr/share/hearth/models";
+
 /// Finds the models directory: an explicit choice, else `./models` when it
 /// has a manifest, else `models/` beside a source checkout holding the
-/// running binary (`target/release/hearth`), else `./models`.
+/// running binary (`target/release/hearth`), else the installed box's
+/// [`SYSTEM_MODELS_DIR`] when the binary is the package's `/usr/bin/hearth`
+/// and that directory exists, else `./models`.
 pub fn default_models_dir() -> PathBuf {
     let cwd = PathBuf::from("models");
     if cwd.join("manifest.toml").is_file() {
         return cwd;
     }
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(root) = exe.ancestors().nth(3)
-    {
+    let exe = std::env::current_exe().ok();
+    if let Some(root) = exe.as_deref().and_then(|e| e.ancestors().nth(3)) {
         let d = root.join("models");
         if d.join("manifest.toml").is_file() {
             return d;
         }
+    }
+    let system = PathBuf::from(SYSTEM_MODELS_DIR);
+    if exe.as_deref() == Some(Path::new("/usr/bin/hearth")) && system.is_dir() {
+        return system;
     }
     cwd
 }

@@ -1,12 +1,13 @@
 //! `hearth audit`: show the newest audit records and check the hash chain
 //! (exit 1 naming the first broken record). Reads the store directly; works
-//! while `hearth serve` runs.
+//! while `hearth serve` runs. On a box where nothing is stored yet there is
+//! no chain: it says so (exit 0).
 
 use clap::Subcommand;
 
 use super::{GlobalArgs, Outcome};
 use crate::audit::{self, Record};
-use crate::store::{Create, Store};
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -34,7 +35,11 @@ pub enum AuditCommand {
 }
 
 pub fn run(g: &GlobalArgs, c: AuditCommand) -> anyhow::Result<Outcome> {
-    let store = Store::open(&g.paths()?, Create::Never)?;
+    let paths = g.paths()?;
+    let Some(store) = Store::open_existing(&paths)? else {
+        outln!("{}", super::nothing_yet(&paths));
+        return Ok(Outcome::Ok);
+    };
     match c {
         AuditCommand::Tail { n, json } => {
             for r in store.audit_tail(n)? {

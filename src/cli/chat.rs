@@ -123,7 +123,7 @@ fn print_stats(g: &Generation) {
 
 pub fn chat(g: &GlobalArgs, a: ChatArgs) -> anyhow::Result<Outcome> {
     if !a.local {
-        let socket = g.paths()?.socket();
+        let socket = g.socket()?;
         if let Some(remote) = super::remote::Remote::connect(&socket)? {
             return super::remote::chat(remote, &socket);
         }

@@ -11,9 +11,9 @@ use crate::doctor::{self, Layout, Status};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Check an installation made by scripts/install.sh under DIR (its
-    /// /etc/hearth, /var/lib/hearth, units) [default: / when
-    /// /etc/systemd/system/hearth.service exists, else this user's files]
+    /// Check an installation (the Debian package's or scripts/install.sh's)
+    /// under DIR: its /etc/hearth, /var/lib/hearth, models, units
+    /// [default: / when hearth.service is installed, else this user's files]
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// One JSON object: {"ok": bool, "checks": [{"id", "status", "detail"}]}
@@ -63,7 +63,7 @@ fn layout(g: &GlobalArgs, root: Option<PathBuf>) -> Layout {
     if let Some(root) = root {
         return Layout::installed(&root);
     }
-    if system.join("etc/systemd/system/hearth.service").exists() && g.data_dir.is_none() {
+    if Layout::is_installed(&system) && g.data_dir.is_none() {
         return Layout::installed(&system);
     }
     // This user's files, as the other commands resolve them (an invalid
@@ -76,7 +76,7 @@ fn layout(g: &GlobalArgs, root: Option<PathBuf>) -> Layout {
         .unwrap_or_else(|_| crate::paths::BridgePaths::resolve(None, None));
     Layout {
         config: g.config_file(),
-        socket: paths.socket(),
+        socket: g.socket().unwrap_or_else(|_| paths.socket()),
         data_dir: paths.data_dir,
         key_file: paths.key_file,
         bridge_dir: bridge.state_dir,

@@ -15,6 +15,7 @@ mod audit;
 mod bench;
 mod chat;
 mod doctor;
+mod firstboot;
 mod index;
 mod key;
 mod models;
@@ -201,6 +202,18 @@ pub enum Command {
     ///   hearth init --owner +4915112345678
     #[command(verbatim_doc_comment)]
     Init(serve::InitArgs),
+    /// Apply the appliance's hearth-setup.toml (owner, time zone, host name,
+    /// Wi-Fi, SSH key) from its boot partition
+    ///
+    /// The Raspberry Pi image runs this at every boot (hearth-setup.service);
+    /// it does nothing while the file is unchanged, and removes the Wi-Fi
+    /// password from the boot partition once it is stored in /etc.
+    ///
+    /// Examples:
+    ///   hearth firstboot --template > hearth-setup.toml
+    ///   sudo hearth firstboot --boot /boot/firmware
+    #[command(verbatim_doc_comment)]
+    Firstboot(firstboot::FirstbootArgs),
     /// Show and check the tamper-evident audit log
     ///
     /// Every security-relevant action (folders added or removed, files
@@ -298,6 +311,7 @@ pub fn init_process(cli: &Cli) {
         | Command::Unpair(_)
         | Command::Status(_)
         | Command::Init(_)
+        | Command::Firstboot(_)
         | Command::Audit(_)
         | Command::Doctor(_)
         | Command::Privacy(_)
@@ -345,9 +359,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Unpair(a) => whatsapp::unpair(&g, a),
         Command::Status(a) => match a.socket {
             Some(s) => remote::status(&s),
-            None => remote::status(&g.paths()?.socket()),
+            None => remote::status(&g.socket()?),
         },
         Command::Init(a) => serve::init(&g, a),
+        Command::Firstboot(a) => firstboot::run(&g, a),
         Command::Audit(c) => audit::run(&g, c),
         Command::Doctor(a) => doctor::run(&g, a),
         Command::Privacy(a) => privacy::privacy(&g, a),
@@ -374,14 +389,27 @@ impl GlobalArgs {
             self.data_dir
                 .clone()
                 .or_else(|| from_config(storage.data_dir)),
+            // A key systemd handed this process (the service) wins over
+            // the config's path, which names the root-only original.
             self.key_file
                 .clone()
+                .or_else(|| crate::paths::credential("store.key"))
                 .or_else(|| from_config(storage.key_file)),
         ))
     }
 }
 
 impl GlobalArgs {
+    /// The daemon's socket: the config's `[storage] socket`, else
+    /// `DATA_DIR/hearth.sock` (a `--socket` flag wins where a command has one).
+    pub fn socket(&self) -> anyhow::Result<PathBuf> {
+        let storage = crate::config::Config::load(&self.config_file())?.storage;
+        match storage.socket {
+            Some(s) if self.data_dir.is_none() => Ok(crate::config::Storage::expand(&s)),
+            _ => Ok(self.paths()?.socket()),
+        }
+    }
+
     /// The bridge's state directory and key file (environment, then the
     /// config's `[whatsapp]`, then the defaults).
     pub fn bridge_paths(&self) -> anyhow::Result<crate::paths::BridgePaths> {
@@ -392,6 +420,14 @@ impl GlobalArgs {
             expand(wa.key_file),
         ))
     }
+}
+
+/// What `hearth audit`, `privacy` and `export` say on a fresh box.
+pub(crate) fn nothing_yet(paths: &crate::paths::Paths) -> String {
+    format!(
+        "Nothing is stored yet: {} does not exist (`hearth serve` creates it when the first message arrives).",
+        paths.database().display()
+    )
 }
 
 /// The sentence embedder from the manifest's `minilm` model.

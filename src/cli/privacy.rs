@@ -1,6 +1,7 @@
 //! `hearth privacy` (the transparency report, as `/privacy` gives it) and
 //! `hearth export` (a zip of everything stored: JSON, plus the media the
-//! bridge saved). Both read the store directly.
+//! bridge saved). Both read the store directly; on a box where nothing is
+//! stored yet they say so (exit 0).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,7 +12,7 @@ use clap::Args;
 
 use super::{GlobalArgs, Outcome};
 use crate::audit::{Action, Actor, Entry};
-use crate::store::{Create, Store};
+use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct PrivacyArgs {
@@ -34,7 +35,10 @@ pub struct ExportArgs {
 pub fn privacy(g: &GlobalArgs, a: PrivacyArgs) -> anyhow::Result<Outcome> {
     let config = crate::config::Config::load(&g.config_file())?;
     let paths = g.paths()?;
-    let store = Store::open(&paths, Create::Never)?;
+    let Some(store) = Store::open_existing(&paths)? else {
+        outln!("{}", super::nothing_yet(&paths));
+        return Ok(Outcome::Ok);
+    };
     let report = crate::privacy::Report::new(
         store.holdings()?,
         config.retention,
@@ -52,7 +56,10 @@ pub fn privacy(g: &GlobalArgs, a: PrivacyArgs) -> anyhow::Result<Outcome> {
 
 pub fn export(g: &GlobalArgs, a: ExportArgs) -> anyhow::Result<Outcome> {
     let paths = g.paths()?;
-    let mut store = Store::open(&paths, Create::Never)?;
+    let Some(mut store) = Store::open_existing(&paths)? else {
+        outln!("{}; no export written", super::nothing_yet(&paths));
+        return Ok(Outcome::Ok);
+    };
     let day = crate::clock::utc_minute(crate::clock::now_ms());
     let out = a
         .output

@@ -16,7 +16,8 @@ use crate::store::{Create, Store};
 pub struct ServeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The Unix socket to listen on [default: DATA_DIR/hearth.sock]
+    /// The Unix socket to listen on [default: the config's [storage] socket,
+    /// else DATA_DIR/hearth.sock]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Let the socket's group connect (mode 0660, not 0600): for a bridge
@@ -40,6 +41,12 @@ pub struct InitArgs {
     /// Overwrite an existing config file
     #[arg(long)]
     pub force: bool,
+    /// Write the config for the packaged services (the Debian package's
+    /// /etc/hearth/config.toml): their data, key and session places, time
+    /// zone UTC, and no model name (each start picks the largest installed
+    /// default this box's memory fits)
+    #[arg(long, conflicts_with = "model")]
+    pub system: bool,
 }
 
 #[derive(Debug, Args)]
@@ -52,7 +59,8 @@ pub struct BridgeArgs {
     /// the bridge's own queue until the daemon has them, as on WhatsApp
     #[arg(long)]
     pub simulate: bool,
-    /// The daemon's socket [default: DATA_DIR/hearth.sock]
+    /// The daemon's socket [default: the config's [storage] socket, else
+    /// DATA_DIR/hearth.sock]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// After stdin ends, stop waiting for replies after this many seconds
@@ -63,7 +71,8 @@ pub struct BridgeArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The daemon's socket [default: DATA_DIR/hearth.sock]
+    /// The daemon's socket [default: the config's [storage] socket, else
+    /// DATA_DIR/hearth.sock]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 }
@@ -99,6 +108,17 @@ pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
         .map(crate::config::PhoneNumber::try_from)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
+    if a.system {
+        let t = crate::config::TemplateFor {
+            owner: owner.as_ref(),
+            time_zone: "UTC",
+            model: None,
+            system: true,
+        };
+        crate::config::write_template(&path, &t, a.force)?;
+        outln!("wrote {} (for the packaged services)", path.display());
+        return Ok(Outcome::Ok);
+    }
     let zone = crate::config::system_time_zone();
     let catalog = super::open_catalog(g)?;
     let chosen = match a.model {
@@ -111,11 +131,16 @@ pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
         }
         None => catalog.default_chat(),
     };
-    let model = crate::config::ModelChoice {
-        name: &chosen.name,
-        why: &chosen.why,
+    let t = crate::config::TemplateFor {
+        owner: owner.as_ref(),
+        time_zone: &zone,
+        model: Some(crate::config::ModelChoice {
+            name: &chosen.name,
+            why: &chosen.why,
+        }),
+        system: false,
     };
-    crate::config::write_template(&path, owner.as_ref(), &zone, model, a.force)?;
+    crate::config::write_template(&path, &t, a.force)?;
     outln!("wrote {} (time zone {zone})", path.display());
     outln!("chat model: {} ({})", chosen.name, chosen.why);
     if catalog.model_path(&chosen.name).is_err() {
@@ -148,7 +173,10 @@ fn audit_start(store: &mut Store, config: &std::path::Path) -> anyhow::Result<()
 pub fn serve(g: &GlobalArgs, a: ServeArgs) -> anyhow::Result<Outcome> {
     let config = crate::config::Config::load(&g.config_file())?;
     let paths = g.paths()?;
-    let socket = a.socket.unwrap_or_else(|| paths.socket());
+    let socket = match a.socket {
+        Some(s) => s,
+        None => g.socket()?,
+    };
     let mut store = Store::open(&paths, Create::IfMissing)?;
     audit_start(&mut store, &g.config_file())?;
     let (name, engine) = load_engine(g, &a.model)?;
@@ -211,7 +239,7 @@ pub fn bridge(g: &GlobalArgs, a: BridgeArgs) -> anyhow::Result<Outcome> {
     }
     let socket = match a.socket {
         Some(s) => s,
-        None => g.paths()?.socket(),
+        None => g.socket()?,
     };
     let rt = runtime()?;
     let report = rt.block_on(async {

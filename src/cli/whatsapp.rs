@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,10 @@ pub struct PairArgs {
     /// Draw the QR code for a terminal with a light background
     #[arg(long)]
     pub invert: bool,
+    /// Exit 0 at once when this box is already linked (the appliance's
+    /// console pairing service runs this at every boot)
+    #[arg(long)]
+    pub if_unlinked: bool,
 }
 
 #[derive(Debug, Args)]
@@ -29,6 +34,13 @@ pub struct UnpairArgs {}
 pub fn pair(g: &GlobalArgs, a: PairArgs) -> anyhow::Result<Outcome> {
     let paths = g.bridge_paths()?;
     let rt = super::serve::runtime()?;
+    if a.if_unlinked
+        && let Some(n) = rt.block_on(whatsapp::linked_number(&paths))?
+    {
+        outln!("This box is already linked to WhatsApp as {n}; nothing to do.");
+        return Ok(Outcome::Ok);
+    }
+    let _lock = pairing_lock(&paths.state_dir)?;
     let number = rt.block_on(async {
         let shutdown = CancellationToken::new();
         super::serve::cancel_on_signals(shutdown.clone())?;
@@ -42,6 +54,7 @@ pub fn pair(g: &GlobalArgs, a: PairArgs) -> anyhow::Result<Outcome> {
         )
         .await
     })?;
+    give_to_owner(&paths.state_dir)?;
     outln!(
         "Linked to WhatsApp as {number}. The session is encrypted in {}.",
         paths.state_dir.display()
@@ -50,6 +63,57 @@ pub fn pair(g: &GlobalArgs, a: PairArgs) -> anyhow::Result<Outcome> {
         "Start the bridge with `hearth bridge` (or its systemd unit); `hearth status` shows the link."
     );
     Ok(Outcome::Ok)
+}
+
+/// One `hearth pair` at a time per session: the appliance's console shows a
+/// QR code (`hearth-pair.service`) while the owner may ask for a code over
+/// SSH. Held until dropped.
+fn pairing_lock(state_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let path = state_dir.join("pair.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another `hearth pair` is running for {} (on the appliance's console: stop it with `sudo systemctl stop hearth-pair`)",
+            state_dir.display()
+        );
+    }
+    Ok(f)
+}
+
+/// Run as root (`sudo hearth pair` on the appliance), the session files
+/// just written belong to root; they are given to the state directory's
+/// owner (user hearth-bridge), who runs the bridge.
+fn give_to_owner(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let dir =
+        std::fs::metadata(state_dir).with_context(|| format!("reading {}", state_dir.display()))?;
+    if dir.uid() == 0 {
+        return Ok(());
+    }
+    for entry in walkdir::WalkDir::new(state_dir) {
+        let entry = entry.with_context(|| format!("walking {}", state_dir.display()))?;
+        std::os::unix::fs::lchown(entry.path(), Some(dir.uid()), Some(dir.gid()))
+            .with_context(|| format!("giving {} to uid {}", entry.path().display(), dir.uid()))?;
+    }
+    Ok(())
 }
 
 /// `hearth unpair`.
@@ -75,7 +139,7 @@ pub fn bridge(g: &GlobalArgs, socket: Option<PathBuf>) -> anyhow::Result<Outcome
     let paths = g.bridge_paths()?;
     let socket = match socket {
         Some(s) => s,
-        None => g.paths()?.socket(),
+        None => g.socket()?,
     };
     let rt = super::serve::runtime()?;
     rt.block_on(async {

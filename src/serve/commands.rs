@@ -142,8 +142,16 @@ pub fn run(shared: &Shared, memory: Option<&mut Memory>, msg: &Pending, cmd: &Co
 }
 
 /// Stores reminder `r` for `chat` and says so: the read-back every way of
-/// setting a reminder ends with.
+/// setting a reminder ends with. Refused while the clock is not trusted.
 fn set_reminder(shared: &Shared, chat: &str, r: &reminder::Request) -> String {
+    if let Err(why) = shared.clock.check() {
+        // The time was read off a clock that may jump: the reminder would
+        // be dated wrongly.
+        return format!(
+            "Not set: {why}, so I cannot tell when that is. Try again once the box is online \
+             (`hearth doctor` shows the clock)."
+        );
+    }
     let due = r.due.as_millisecond();
     match shared.with_store(|s| s.add_reminder(chat, &r.what, due)) {
         Ok(id) => {

@@ -65,6 +65,8 @@ pub struct Shared {
     reminders_changed: tokio::sync::Notify,
     /// The owner's time zone (reminders, the date in prompts).
     time_zone: jiff::tz::TimeZone,
+    /// Whether the wall clock may date reminders yet (no RTC, no sync).
+    clock: crate::timesync::ClockTrust,
     /// The owner's settings (policy, owner numbers).
     config: crate::config::Config,
     /// When the agent last showed signs of life (ms since the epoch), for
@@ -207,6 +209,7 @@ pub async fn run(
         bridges: AtomicUsize::new(0),
         reminders_changed: tokio::sync::Notify::new(),
         time_zone: opts.config.time_zone.zone(),
+        clock: crate::timesync::ClockTrust::new(opts.config.clock.clone()),
         agent_beat: std::sync::atomic::AtomicI64::new(crate::clock::now_ms()),
         config: opts.config.clone(),
         link: Mutex::new(None),
@@ -527,9 +530,10 @@ async fn handle(
 }
 
 /// Records the bridge's transport state. A state that needs the owner
-/// (logged out, banned, replaced, outdated, not linked) is logged as a
-/// warning and written to the owner's chat once per change (it reaches
-/// the phone when the link works again); `hearth status` shows it at once.
+/// (logged out, banned, replaced, outdated) is logged as a warning and
+/// written to the owner's chat once per change (it reaches the phone when
+/// the link works again); "not linked" is only logged. `hearth status`
+/// shows each at once.
 async fn link_changed(
     shared: &Arc<Shared>,
     state: LinkState,
@@ -544,6 +548,12 @@ async fn link_changed(
     }
     if !state.needs_owner() {
         tracing::info!(?state, "bridge link");
+        return Ok(());
+    }
+    if state == LinkState::NotLinked {
+        // Nothing can reach the owner's phone before the box is linked,
+        // and a note saying "not linked" would arrive just after it is.
+        tracing::warn!("the bridge is not linked to WhatsApp yet (`hearth pair`)");
         return Ok(());
     }
     let text = format!(

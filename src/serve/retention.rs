@@ -1,7 +1,8 @@
 //! The retention purge: once at start and then once a day, erases what is
 //! older than `[retention]` allows (conversations, kept chats, documents,
 //! audit records), through the same erasure as `/forget`. The bridge
-//! purges its own media inbox.
+//! purges its own media inbox. Nothing is purged until the clock is
+//! trusted ([`crate::timesync`]): a clock far ahead would erase everything.
 //!
 //! Must not hold SQL.
 
@@ -17,9 +18,18 @@ use crate::store::{Erase, Store, StoreError};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
+/// How often an untrusted clock is looked at again.
+const WAIT_FOR_CLOCK: Duration = Duration::from_secs(10);
+
 /// Runs until `shutdown` is cancelled.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     loop {
+        while shared.clock.check().is_err() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(WAIT_FOR_CLOCK) => {}
+            }
+        }
         let s = shared.clone();
         match tokio::task::spawn_blocking(move || s.with_store(|st| purge(st, s.config.retention)))
             .await

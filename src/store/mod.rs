@@ -113,6 +113,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing store, or `None` when nothing has been stored
+    /// yet (no database file; a fresh box). A data directory this user may
+    /// not look into is an error, not "nothing".
+    pub fn open_existing(paths: &Paths) -> Result<Option<Self>, StoreError> {
+        let db = paths.database();
+        match fs::metadata(&db) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path: db, source }),
+            Ok(_) => Self::open(paths, Create::Never).map(Some),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.db
     }

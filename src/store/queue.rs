@@ -81,10 +81,23 @@ pub(super) fn insert_outgoing(
             now
         ],
     )?;
+    // A reply is never dated before the message it answers: that one
+    // carries WhatsApp's time, this box's clock may still be unset.
+    let dated = match answers {
+        Some((row, _)) => tx
+            .query_row(
+                "SELECT max(?2, ts_ms) FROM messages WHERE id = ?1",
+                params![row, now],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(now),
+        None => now,
+    };
     tx.execute(
         "INSERT INTO messages (chat_id, msg_id, sender, outgoing, text, ts_ms)
          VALUES (?1, ?2, 'hearth', 1, ?3, ?4)",
-        params![chat, format!("out:{out_id}"), text, now],
+        params![chat, format!("out:{out_id}"), text, dated],
     )?;
     Ok(out_id)
 }
@@ -378,5 +391,33 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_reply_is_not_dated_before_the_message_it_answers() {
+        let (_dir, mut s) = crate::store::temp_store();
+        // Dated by WhatsApp a day ahead of this box's (unset) clock: the
+        // reply is not dated before it.
+        let ahead = crate::clock::now_ms() + 86_400_000;
+        s.enqueue_inbound(&crate::store::NewMessage {
+            ts_ms: ahead,
+            ..msg("c", "1", "c1")
+        })
+        .unwrap();
+        let head = s
+            .pending_heads()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.chat_id == "c");
+        s.record_reply(&head.unwrap(), "reply c1").unwrap();
+        let dates: Vec<i64> = s
+            .export_messages()
+            .unwrap()
+            .iter()
+            .filter(|m| m.chat_id == "c")
+            .map(|m| m.ts_ms)
+            .collect();
+        assert_eq!(dates.len(), 2);
+        assert!(dates[1] >= ahead, "{dates:?}");
     }
 }

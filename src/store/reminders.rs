@@ -97,33 +97,43 @@ impl Store {
     pub fn fire_due_reminders(
         &mut self,
         now_ms: i64,
-        text: impl Fn(&ReminderRow) -> String,
+        text: impl Fn(&[ReminderRow]) -> String,
     ) -> Result<Vec<Reply>, StoreError> {
         let due = self.reminders_where("state = 'pending'", now_ms)?;
         if due.is_empty() {
             return Ok(Vec::new());
         }
+        // One message per chat, its reminders earliest first.
+        let mut chats: Vec<(String, Vec<ReminderRow>)> = Vec::new();
+        for r in due {
+            match chats.iter_mut().find(|(c, _)| *c == r.chat_id) {
+                Some((_, rs)) => rs.push(r),
+                None => chats.push((r.chat_id.clone(), vec![r])),
+            }
+        }
         let tx = self.conn.transaction()?;
-        let mut out = Vec::with_capacity(due.len());
-        for r in &due {
-            let body = text(r);
-            let out_id = insert_outgoing(&tx, &r.chat_id, None, &body)?;
-            tx.execute(
-                "UPDATE reminders SET state = 'fired', out_id = ?2 WHERE id = ?1",
-                params![r.id.0, out_id],
-            )?;
-            super::audit::append(
-                &tx,
-                now_ms,
-                &Entry::new(
-                    Actor::Serve,
-                    Action::ReminderFired,
-                    format!("reminder {} in {}", r.id.0, r.chat_id),
-                ),
-            )?;
+        let mut out = Vec::with_capacity(chats.len());
+        for (chat_id, rs) in &chats {
+            let body = text(rs);
+            let out_id = insert_outgoing(&tx, chat_id, None, &body)?;
+            for r in rs {
+                tx.execute(
+                    "UPDATE reminders SET state = 'fired', out_id = ?2 WHERE id = ?1",
+                    params![r.id.0, out_id],
+                )?;
+                super::audit::append(
+                    &tx,
+                    now_ms,
+                    &Entry::new(
+                        Actor::Serve,
+                        Action::ReminderFired,
+                        format!("reminder {} in {}", r.id.0, r.chat_id),
+                    ),
+                )?;
+            }
             out.push(Reply {
                 out_id,
-                chat_id: r.chat_id.clone(),
+                chat_id: chat_id.clone(),
                 reply_to: None,
                 text: body,
             });
@@ -162,7 +172,7 @@ mod tests {
         assert_eq!(ids, [a, b]);
 
         let fired = s
-            .fire_due_reminders(2_500, |r| format!("Reminder: {}", r.text))
+            .fire_due_reminders(2_500, |rs| format!("Reminder: {}", rs[0].text))
             .unwrap();
         assert_eq!(fired.len(), 1);
         assert_eq!(fired[0].text, "Reminder: tea");

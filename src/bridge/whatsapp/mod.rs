@@ -98,6 +98,17 @@ async fn linked_account(backend: &SessionBackend) -> anyhow::Result<Option<Me>> 
 }
 
 /// How `hearth pair` runs.
+/// The number this box is linked to, if any, read from the session
+/// without reaching WhatsApp.
+pub async fn linked_number(paths: &BridgePaths) -> anyhow::Result<Option<String>> {
+    if !SessionDb::file(&paths.state_dir).exists() {
+        return Ok(None);
+    }
+    let db = open_session(paths, Create::Never)?;
+    let me = linked_account(&SessionBackend::new(db)).await?;
+    Ok(me.map(|m| m.pn.map(|j| format!("+{}", j.user)).unwrap_or_default()))
+}
+
 pub struct PairOptions {
     pub paths: BridgePaths,
     /// Link with a pairing code for this number instead of a QR code.

@@ -155,14 +155,10 @@ async fn save_media(
 
 /// Runs the bridge until `shutdown`.
 pub async fn run(opts: RunOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    if !SessionDb::file(&opts.paths.state_dir).exists() {
-        anyhow::bail!("this box is not linked to WhatsApp yet; run `hearth pair` first");
-    }
-    let db = open_session(&opts.paths, Create::Never)?;
-    let backend = SessionBackend::new(db.clone());
-    let Some(me) = linked_account(&backend).await? else {
-        anyhow::bail!("this box is not linked to WhatsApp yet; run `hearth pair` first");
+    let Some((db, me)) = wait_for_link(&opts, &shutdown).await? else {
+        return Ok(());
     };
+    let backend = SessionBackend::new(db.clone());
     let wake = Arc::new(Notify::new());
     let (up_tx, up_rx) = mpsc::unbounded_channel::<Up>();
     let hook = QueueHook {
@@ -236,6 +232,94 @@ pub async fn run(opts: RunOptions, shutdown: CancellationToken) -> anyhow::Resul
     handle.shutdown().await;
     let _ = forwarder.await;
     Ok(())
+}
+
+/// How often an unlinked bridge looks for the session `hearth pair` writes.
+const LINK_POLL: Duration = Duration::from_secs(5);
+
+/// Waits until this box is linked (`hearth pair` has written a session
+/// with an account), telling `serve` meanwhile that it is not: on a fresh
+/// appliance the bridge runs from the first boot and starts by itself once
+/// the owner pairs, instead of failing and being restarted in a loop.
+/// `None` when shut down first.
+async fn wait_for_link(
+    opts: &RunOptions,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(Arc<SessionDb>, Me)>> {
+    let mut told: Option<tokio::task::JoinHandle<()>> = None;
+    let mut logged = false;
+    let result = loop {
+        if SessionDb::file(&opts.paths.state_dir).exists() {
+            // `hearth pair` may be writing it right now (as root, before it
+            // gives the files to this user): not yet, rather than an error.
+            match open_linked(&opts.paths).await {
+                Ok(Some(found)) => {
+                    if logged {
+                        tracing::info!("linked to WhatsApp; starting the session");
+                    }
+                    break Some(found);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "the session is not readable yet"),
+            }
+        }
+        if !logged {
+            tracing::warn!(
+                "this box is not linked to WhatsApp yet; waiting for `hearth pair` (looking every {}s)",
+                LINK_POLL.as_secs()
+            );
+            logged = true;
+        }
+        if told.as_ref().is_none_or(|t| t.is_finished()) {
+            told = Some(tokio::spawn(report_not_linked(
+                opts.socket.clone(),
+                shutdown.clone(),
+            )));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break None,
+            _ = tokio::time::sleep(LINK_POLL) => {}
+        }
+    };
+    if let Some(t) = told {
+        t.abort();
+    }
+    Ok(result)
+}
+
+/// The session and its account, when `hearth pair` has linked one.
+async fn open_linked(paths: &BridgePaths) -> anyhow::Result<Option<(Arc<SessionDb>, Me)>> {
+    let db = open_session(paths, Create::Never)?;
+    let backend = SessionBackend::new(db.clone());
+    Ok(linked_account(&backend).await?.map(|me| (db, me)))
+}
+
+/// Holds one connection to `serve` saying the bridge is not linked (so
+/// `hearth status` shows it), reading and dropping what serve sends, until
+/// serve goes away or the bridge is linked or stopped.
+async fn report_not_linked(socket: PathBuf, shutdown: CancellationToken) {
+    let Ok(stream) = UnixStream::connect(&socket).await else {
+        return;
+    };
+    let (r, mut w) = stream.into_split();
+    let hello = proto::encode(&ClientFrame::Hello {
+        version: proto::VERSION,
+        role: ClientRole::Bridge,
+    });
+    let link = proto::encode(&ClientFrame::Link {
+        state: LinkState::NotLinked,
+        detail: Some("this box is not linked to WhatsApp yet; run `hearth pair`".into()),
+    });
+    if w.write_all(hello.as_bytes()).await.is_err() || w.write_all(link.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut frames = FramedRead::new(r, proto::FrameCodec::new());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            f = frames.next() => if !matches!(f, Some(Ok(_))) { return },
+        }
+    }
 }
 
 /// Media retention: shreds inbox files older than `keep`, at start and
