@@ -7,7 +7,9 @@
 pub const MEMORY_OVERRIDE_ENV: &str = "HEARTH_BOARD_MEMORY_MIB";
 
 /// The box's total memory in MiB: `HEARTH_BOARD_MEMORY_MIB` when set, else
-/// `MemTotal` of `/proc/meminfo`; `None` where neither tells.
+/// `MemTotal` of `/proc/meminfo`, else the kernel's `sysinfo(2)` (the
+/// hardened unit's `ProcSubset=pid` hides `/proc/meminfo`: without this,
+/// a 1 GB Pi would pick the model for 1.5 GB); `None` where none tells.
 pub fn total_memory_mib() -> Option<u64> {
     if let Some(v) = std::env::var(MEMORY_OVERRIDE_ENV)
         .ok()
@@ -15,8 +17,21 @@ pub fn total_memory_mib() -> Option<u64> {
     {
         return Some(v);
     }
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    mem_total_mib(&info)
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| mem_total_mib(&info))
+        .or_else(sysinfo_total_mib)
+}
+
+/// Total RAM from `sysinfo(2)`, which needs no file.
+fn sysinfo_total_mib() -> Option<u64> {
+    // SAFETY: sysinfo writes only into the struct it is given.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return None;
+    }
+    let bytes = (info.totalram as u64).checked_mul(u64::from(info.mem_unit.max(1)))?;
+    Some(bytes >> 20)
 }
 
 /// `MemTotal:` of a `/proc/meminfo` text, in MiB.
@@ -41,5 +56,13 @@ mod tests {
         if cfg!(target_os = "linux") && std::env::var_os(MEMORY_OVERRIDE_ENV).is_none() {
             assert!(total_memory_mib().is_some_and(|m| m > 0));
         }
+        // Without /proc/meminfo the kernel still says, within a few MiB
+        // of MemTotal (which leaves out what the kernel reserved).
+        let from_proc = mem_total_mib(&std::fs::read_to_string("/proc/meminfo").unwrap()).unwrap();
+        let from_sysinfo = sysinfo_total_mib().unwrap();
+        assert!(
+            from_sysinfo.abs_diff(from_proc) <= 16,
+            "{from_sysinfo} vs {from_proc}"
+        );
     }
 }

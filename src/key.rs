@@ -120,9 +120,11 @@ pub fn read(path: &Path) -> Result<Key, KeyError> {
         Err(e) => return Err(io(e)),
     };
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 && insecure_allowed() {
+    let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let open = mode & too_open_bits(path, creds.as_deref());
+    if open != 0 && insecure_allowed() {
         tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "key file readable by others (allowed by {ALLOW_INSECURE_KEY})");
-    } else if mode & 0o077 != 0 {
+    } else if open != 0 {
         return Err(KeyError::TooOpen {
             path: path.to_path_buf(),
             mode,
@@ -132,6 +134,17 @@ pub fn read(path: &Path) -> Result<Key, KeyError> {
     Key::from_hex(&text).ok_or_else(|| KeyError::Malformed {
         path: path.to_path_buf(),
     })
+}
+
+/// The mode bits that make a key file too open. A systemd credential
+/// (`$CREDENTIALS_DIRECTORY/…`) comes as mode 0440 in a directory only the
+/// unit's user can enter, mounted only in the unit's namespace: there the
+/// group bit is systemd's, and only "others" counts.
+fn too_open_bits(path: &Path, credentials: Option<&Path>) -> u32 {
+    match credentials {
+        Some(dir) if path.parent() == Some(dir) => 0o007,
+        _ => 0o077,
+    }
 }
 
 /// Where a rotation keeps the new key until the database uses it
@@ -188,6 +201,18 @@ pub fn create(path: &Path) -> Result<Key, KeyError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_systemd_credential_may_be_group_readable_nothing_else() {
+        use super::too_open_bits;
+        let creds = std::path::Path::new("/run/credentials/hearth.service");
+        let key = creds.join("store.key");
+        assert_eq!(0o440 & too_open_bits(&key, Some(creds)), 0);
+        assert_ne!(0o444 & too_open_bits(&key, Some(creds)), 0);
+        assert_ne!(0o440 & too_open_bits(&key, None), 0);
+        let elsewhere = std::path::Path::new("/etc/hearth/store.key");
+        assert_ne!(0o440 & too_open_bits(elsewhere, Some(creds)), 0);
+    }
+
     use super::*;
 
     #[test]

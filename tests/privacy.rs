@@ -128,3 +128,43 @@ fn a_fresh_box_has_nothing_to_report_audit_or_export() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "a fresh box's commands created {left:?}");
 }
+
+/// Under systemd the store key arrives as a credential, which systemd
+/// makes mode 0440 in a directory only the unit may enter: it is accepted
+/// there (the boot test found the daemon refusing it), and the same mode
+/// anywhere else is still refused.
+#[test]
+fn a_group_readable_systemd_credential_opens_the_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    let paths = hearth::paths::Paths {
+        data_dir: dir.path().join("data"),
+        key_file: creds.join("store.key"),
+    };
+    drop(hearth::store::Store::open(&paths, hearth::store::Create::IfMissing).unwrap());
+    std::fs::set_permissions(&paths.key_file, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let privacy = || {
+        let mut c = common::hearth(&["privacy"]);
+        c.env("HEARTH_DATA_DIR", &paths.data_dir)
+            .env("HEARTH_CONFIG", dir.path().join("config.toml"))
+            .env_remove("HEARTH_KEY_FILE");
+        c
+    };
+    let mut c = privacy();
+    c.env("CREDENTIALS_DIRECTORY", &creds);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+    // The same file named as a plain key file: the group bit counts.
+    let mut c = privacy();
+    c.env_remove("CREDENTIALS_DIRECTORY")
+        .env("HEARTH_KEY_FILE", &paths.key_file);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("can be read by other users"),
+        "{}",
+        common::stderr(&o)
+    );
+}
