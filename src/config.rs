@@ -335,6 +335,20 @@ pub struct TemplateFor<'a> {
     pub system: bool,
 }
 
+impl<'a> TemplateFor<'a> {
+    /// The packaged services' config (`hearth init --system`,
+    /// `systemd/config.toml`): time zone UTC until the first boot sets
+    /// one, no model name.
+    pub fn system(owner: Option<&'a PhoneNumber>) -> Self {
+        Self {
+            owner,
+            time_zone: "UTC",
+            model: None,
+            system: true,
+        }
+    }
+}
+
 /// The file `hearth init` writes: every setting with its default, commented.
 pub fn template(t: &TemplateFor) -> String {
     let time_zone = t.time_zone;
@@ -513,12 +527,7 @@ mod tests {
     #[test]
     fn the_packaged_config_is_the_system_template() {
         let shipped = include_str!("../systemd/config.toml");
-        let want = super::template(&TemplateFor {
-            owner: None,
-            time_zone: "UTC",
-            model: None,
-            system: true,
-        });
+        let want = super::template(&TemplateFor::system(None));
         assert!(
             shipped == want,
             "systemd/config.toml is stale: run `hearth --config systemd/config.toml init --system --force`"
@@ -527,13 +536,7 @@ mod tests {
 
     #[test]
     fn the_system_template_names_the_service_places_and_no_model() {
-        let c = Config::parse(&super::template(&TemplateFor {
-            owner: None,
-            time_zone: "UTC",
-            model: None,
-            system: true,
-        }))
-        .unwrap();
+        let c = Config::parse(&super::template(&TemplateFor::system(None))).unwrap();
         assert_eq!(c.model, ModelConfig::default());
         assert_eq!(c.storage.data_dir, Some(PathBuf::from("/var/lib/hearth")));
         assert_eq!(

@@ -595,7 +595,7 @@ fn time_sync() -> Check {
             Status::Warn,
             "the clock is not NTP-synchronised (timedatectl set-ntp true)",
         ),
-        None if Path::new("/run/systemd/timesync/synchronized").exists() => {
+        None if Path::new(crate::timesync::TIMESYNCD_MARKER).exists() => {
             check("time.sync", Status::Ok, "systemd-timesyncd synchronised")
         }
         None => check(

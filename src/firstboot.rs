@@ -144,6 +144,13 @@ pub fn parse(text: &str, file: &Path) -> Result<Setup, SetupError> {
     Ok(s)
 }
 
+/// `[name]` of a TOML table header line, else `None`.
+fn section_header(line: &str) -> Option<String> {
+    let t = line.trim();
+    t.starts_with('[')
+        .then(|| t.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+}
+
 /// The file as it is written back: the same text with the Wi-Fi
 /// password's value emptied (and a note where it went).
 pub fn without_password(text: &str) -> String {
@@ -151,8 +158,8 @@ pub fn without_password(text: &str) -> String {
     let mut section = String::new();
     for line in text.lines() {
         let t = line.trim();
-        if t.starts_with('[') {
-            section = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        if let Some(name) = section_header(t) {
+            section = name;
         }
         let is_password = section == "wifi"
             && t.split('=').next().is_some_and(|k| k.trim() == "password")
@@ -248,8 +255,8 @@ pub fn edit_config(config: &str, number: &str, time_zone: &str) -> String {
     let mut owner_header = None;
     for (i, line) in lines.iter_mut().enumerate() {
         let t = line.trim_start().to_string();
-        if t.starts_with('[') {
-            section = t.trim().trim_matches(|c| c == '[' || c == ']').to_string();
+        if let Some(name) = section_header(&t) {
+            section = name;
             if section == "owner" {
                 owner_header = Some(i);
             }
@@ -477,12 +484,7 @@ country = "DE"
 
     #[test]
     fn the_config_gets_the_owner_and_zone_in_place() {
-        let config = crate::config::template(&crate::config::TemplateFor {
-            owner: None,
-            time_zone: "UTC",
-            model: None,
-            system: true,
-        });
+        let config = crate::config::template(&crate::config::TemplateFor::system(None));
         let edited = edit_config(&config, "+4915112345678", "Europe/Berlin");
         let c = crate::config::Config::parse(&edited).unwrap();
         assert_eq!(c.time_zone.0, "Europe/Berlin");

@@ -347,7 +347,7 @@ impl Catalog {
     /// default that is (a box with only `hearth-models-smollm2`).
     pub fn default_chat(&self) -> DefaultChoice {
         let by_memory = self.manifest.default_chat(crate::board::total_memory_mib());
-        let installed = |name: &str| self.model_path(name).is_ok_and(|p| p.is_file());
+        let installed = |name: &str| self.model_path(name).is_ok();
         if installed(&by_memory.name) {
             return by_memory;
         }

@@ -384,8 +384,13 @@ impl GlobalArgs {
     /// defaults. An invalid config file is an error here too.
     pub fn paths(&self) -> anyhow::Result<crate::paths::Paths> {
         let storage = crate::config::Config::load(&self.config_file())?.storage;
+        Ok(self.paths_with(storage))
+    }
+
+    /// [`Self::paths`] from an already loaded `[storage]`.
+    fn paths_with(&self, storage: crate::config::Storage) -> crate::paths::Paths {
         let from_config = |p: Option<PathBuf>| p.map(|p| crate::config::Storage::expand(&p));
-        Ok(crate::paths::Paths::resolve(
+        crate::paths::Paths::resolve(
             self.data_dir
                 .clone()
                 .or_else(|| from_config(storage.data_dir)),
@@ -395,7 +400,7 @@ impl GlobalArgs {
                 .clone()
                 .or_else(|| crate::paths::credential("store.key"))
                 .or_else(|| from_config(storage.key_file)),
-        ))
+        )
     }
 }
 
@@ -404,9 +409,9 @@ impl GlobalArgs {
     /// `DATA_DIR/hearth.sock` (a `--socket` flag wins where a command has one).
     pub fn socket(&self) -> anyhow::Result<PathBuf> {
         let storage = crate::config::Config::load(&self.config_file())?.storage;
-        match storage.socket {
-            Some(s) if self.data_dir.is_none() => Ok(crate::config::Storage::expand(&s)),
-            _ => Ok(self.paths()?.socket()),
+        match &storage.socket {
+            Some(s) if self.data_dir.is_none() => Ok(crate::config::Storage::expand(s)),
+            _ => Ok(self.paths_with(storage).socket()),
         }
     }
 

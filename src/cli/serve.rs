@@ -109,12 +109,7 @@ pub fn init(g: &GlobalArgs, a: InitArgs) -> anyhow::Result<Outcome> {
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
     if a.system {
-        let t = crate::config::TemplateFor {
-            owner: owner.as_ref(),
-            time_zone: "UTC",
-            model: None,
-            system: true,
-        };
+        let t = crate::config::TemplateFor::system(owner.as_ref());
         crate::config::write_template(&path, &t, a.force)?;
         outln!("wrote {} (for the packaged services)", path.display());
         return Ok(Outcome::Ok);

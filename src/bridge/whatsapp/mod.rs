@@ -98,14 +98,21 @@ async fn linked_account(backend: &SessionBackend) -> anyhow::Result<Option<Me>> 
 }
 
 /// How `hearth pair` runs.
-/// The number this box is linked to, if any, read from the session
-/// without reaching WhatsApp.
-pub async fn linked_number(paths: &BridgePaths) -> anyhow::Result<Option<String>> {
+/// The session and its account, when `hearth pair` has linked one (an
+/// existing session file that does not open is an error).
+async fn open_linked(paths: &BridgePaths) -> anyhow::Result<Option<(Arc<SessionDb>, Me)>> {
     if !SessionDb::file(&paths.state_dir).exists() {
         return Ok(None);
     }
     let db = open_session(paths, Create::Never)?;
-    let me = linked_account(&SessionBackend::new(db)).await?;
+    let backend = SessionBackend::new(db.clone());
+    Ok(linked_account(&backend).await?.map(|me| (db, me)))
+}
+
+/// The number this box is linked to, if any, read from the session
+/// without reaching WhatsApp.
+pub async fn linked_number(paths: &BridgePaths) -> anyhow::Result<Option<String>> {
+    let me = open_linked(paths).await?.map(|(_, me)| me);
     Ok(me.map(|m| m.pn.map(|j| format!("+{}", j.user)).unwrap_or_default()))
 }
 

@@ -26,10 +26,9 @@ use whatsapp_rust::{InboundDurabilityHook, Jid};
 
 use super::backend::SessionBackend;
 use super::mapping::{self, Me};
-use super::{linked_account, open_session};
+use super::open_linked;
 use crate::paths::BridgePaths;
 use crate::proto::{self, ClientFrame, ClientRole, LinkState, Outbound, ServerFrame};
-use crate::store::Create;
 use crate::store::session::SessionDb;
 
 /// How the bridge runs.
@@ -249,19 +248,17 @@ async fn wait_for_link(
     let mut told: Option<tokio::task::JoinHandle<()>> = None;
     let mut logged = false;
     let result = loop {
-        if SessionDb::file(&opts.paths.state_dir).exists() {
-            // `hearth pair` may be writing it right now (as root, before it
-            // gives the files to this user): not yet, rather than an error.
-            match open_linked(&opts.paths).await {
-                Ok(Some(found)) => {
-                    if logged {
-                        tracing::info!("linked to WhatsApp; starting the session");
-                    }
-                    break Some(found);
+        // `hearth pair` may be writing the session right now (as root,
+        // before it gives the files to this user): not yet, not an error.
+        match open_linked(&opts.paths).await {
+            Ok(Some(found)) => {
+                if logged {
+                    tracing::info!("linked to WhatsApp; starting the session");
                 }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "the session is not readable yet"),
+                break Some(found);
             }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "the session is not readable yet"),
         }
         if !logged {
             tracing::warn!(
@@ -285,13 +282,6 @@ async fn wait_for_link(
         t.abort();
     }
     Ok(result)
-}
-
-/// The session and its account, when `hearth pair` has linked one.
-async fn open_linked(paths: &BridgePaths) -> anyhow::Result<Option<(Arc<SessionDb>, Me)>> {
-    let db = open_session(paths, Create::Never)?;
-    let backend = SessionBackend::new(db.clone());
-    Ok(linked_account(&backend).await?.map(|me| (db, me)))
 }
 
 /// Holds one connection to `serve` saying the bridge is not linked (so
