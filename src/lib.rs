@@ -13,6 +13,8 @@
 pub mod actions;
 #[cfg(feature = "app")]
 pub mod audit;
+#[cfg(feature = "app")]
+pub mod bench;
 pub mod board;
 #[cfg(feature = "app")]
 pub mod bridge;

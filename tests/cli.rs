@@ -139,7 +139,12 @@ fn bench_json_has_llama_bench_fields() {
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.starts_with("| model"), "{table}");
+    assert!(table.starts_with("host: "), "{table}");
+    assert!(
+        table.contains("memory read bandwidth: 1 thread "),
+        "{table}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("| model")), "{table}");
     let pp_rows = table
         .lines()
         .filter(|l| l.split('|').any(|cell| cell.trim() == "pp16"))
@@ -178,6 +183,91 @@ fn bench_json_has_llama_bench_fields() {
             "{table}"
         );
         assert_eq!(stderr(&o).contains("regression: smollm2 1t"), code == 1);
+    }
+}
+
+/// `bench -m FILE.gguf` on each architecture the shipped files cover, by
+/// path as a user downloads one: records name the file and the host.
+#[test]
+fn bench_takes_a_gguf_file_of_each_architecture() {
+    for (file, arch) in [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "llama"),
+        ("gemma-3-270m-q4_k_m.gguf", "gemma3"),
+        ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "qwen2"),
+    ] {
+        require_model(file);
+        // Copied outside the models folder: the catalog plays no part.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file);
+        std::fs::copy(models_dir().join(file), &path).unwrap();
+        let o = run(hearth(&[
+            "bench",
+            "-m",
+            path.to_str().unwrap(),
+            "-t",
+            "1",
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-r",
+            "2",
+            "--json",
+        ]));
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let recs = v.as_array().unwrap();
+        assert_eq!(recs.len(), 2, "{file}");
+        for r in recs {
+            assert_eq!(r["model"], file);
+            assert!(r["model_type"].as_str().unwrap().starts_with(arch), "{r}");
+            let (min, median, avg) = (
+                r["min_ts"].as_f64().unwrap(),
+                r["median_ts"].as_f64().unwrap(),
+                r["avg_ts"].as_f64().unwrap(),
+            );
+            assert!(min > 0.0 && min <= median && min <= avg, "{r}");
+            let host = &r["host"];
+            assert_eq!(host["threads_used"], 1);
+            assert!(!host["cpu"].as_str().unwrap().is_empty());
+            assert!(!host["kernels"].as_str().unwrap().is_empty());
+            assert!(host["mem_read_gbs"].as_f64().unwrap() > 0.1, "{host}");
+            assert!(r["bytes_per_token"].as_u64().unwrap() > 10_000_000);
+        }
+        assert!(recs[0]["mem_bound_ts"].is_null());
+        assert!(recs[1]["mem_bound_ts"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn bench_refuses_a_file_it_cannot_run_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("odd.gguf");
+    std::fs::write(&odd, common::tiny_gguf("mamba", 0)).unwrap();
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "not a model\n").unwrap();
+    let missing = dir.path().join("nowhere.gguf");
+    for (path, needles) in [
+        (
+            &odd,
+            vec!["odd.gguf", "not supported", "mamba", "llama, gemma3"],
+        ),
+        (&text, vec!["notes.gguf", "corrupt"]),
+        (&missing, vec!["nowhere.gguf", "does not exist"]),
+    ] {
+        // One thread count runs in this process, several in children:
+        // both refuse before measuring anything.
+        for threads in ["1", "1,2"] {
+            let o = run(hearth(&[
+                "bench",
+                "-m",
+                path.to_str().unwrap(),
+                "-t",
+                threads,
+            ]));
+            assert_one_line_error(&o, &needles);
+            assert!(o.stdout.is_empty());
+        }
     }
 }
 

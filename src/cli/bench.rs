@@ -1,6 +1,9 @@
-//! `hearth bench`: llama-bench-style throughput. One (model, threads) pair
-//! runs in this process; several pairs each run in a child process, because
-//! candle fixes its thread pools once per process.
+//! `hearth bench`: llama-bench-style throughput of catalog models or any
+//! GGUF file (`-m NAME|FILE.gguf`). One (model, threads) pair runs in this
+//! process; several pairs each run in a child process, because candle and
+//! the compute pool fix their thread counts once per process. Every record
+//! carries the host it ran on ([`crate::bench::host`]) so figures from two
+//! boards can be compared.
 
 use std::time::Instant;
 
@@ -9,13 +12,17 @@ use clap::Args;
 use rand::{Rng, SeedableRng};
 
 use super::{GlobalArgs, ModelArgs, Outcome, load_engine, open_catalog, parse_list};
+use crate::bench::Stats;
+use crate::bench::host::Host;
 use crate::catalog::{FileState, ModelKind};
 use crate::llm::{Engine, Logits};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Models, comma-separated [default: every installed language model]
-    #[arg(short, long, value_name = "NAMES")]
+    /// Models, comma-separated: names from `hearth models list` or paths
+    /// to GGUF files (llama, gemma3, qwen2, qwen3) [default: every
+    /// installed language model]
+    #[arg(short, long, value_name = "NAME|FILE.gguf[,…]")]
     pub model: Option<String>,
     /// Thread counts, comma-separated [default: all cores]
     #[arg(short, long, value_name = "N[,N…]")]
@@ -32,6 +39,10 @@ pub struct BenchArgs {
     /// Print JSON records instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Skip the memory-bandwidth measurement (about a second per thread
+    /// count; without it tg rows show no share of the memory bound)
+    #[arg(long)]
+    pub no_bandwidth: bool,
     /// Compare with an earlier `--json` run: adds each test's ratio to it
     /// and exits 1 when any is more than 10% slower
     #[arg(long, value_name = "FILE.json")]
@@ -62,25 +73,25 @@ pub struct BenchRecord {
     pub n_gen: usize,
     pub avg_ts: f64,
     pub stddev_ts: f64,
+    #[serde(default)]
+    pub min_ts: f64,
+    #[serde(default)]
+    pub median_ts: f64,
     pub samples_ts: Vec<f64>,
     /// Resident memory after the test, bytes.
     pub rss_bytes: u64,
     /// Peak resident memory of the process so far, bytes.
     pub peak_rss_bytes: u64,
-}
-
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    if xs.is_empty() {
-        return (0.0, 0.0);
-    }
-    let mean = xs.iter().sum::<f64>() / n;
-    let sd = if xs.len() > 1 {
-        (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    (mean, sd)
+    /// Weight bytes one decode step reads.
+    #[serde(default)]
+    pub bytes_per_token: u64,
+    /// Decode speed if weights streamed at the measured read bandwidth
+    /// (tg tests, when bandwidth was measured).
+    #[serde(default)]
+    pub mem_bound_ts: Option<f64>,
+    /// Where it ran (absent in files from before it was recorded).
+    #[serde(default)]
+    pub host: Option<Host>,
 }
 
 pub fn bench(g: &GlobalArgs, a: BenchArgs) -> anyhow::Result<Outcome> {
@@ -103,11 +114,21 @@ pub fn bench(g: &GlobalArgs, a: BenchArgs) -> anyhow::Result<Outcome> {
                 }
             }
             if v.is_empty() {
-                anyhow::bail!("no language model is installed; run `scripts/setup.sh` first");
+                anyhow::bail!(
+                    "no language model is installed; run `scripts/setup.sh` first, or name a file with `-m FILE.gguf`"
+                );
             }
             v
         }
     };
+    // A file no child could run is refused here, in one line, before any
+    // child starts.
+    for m in &models {
+        if let Some(path) = model_file(m) {
+            let file = crate::llm::gguf::GgufFile::open(path)?;
+            crate::llm::model::Model::check(&file)?;
+        }
+    }
     let threads: Vec<Option<usize>> = match &a.threads {
         Some(t) => parse_list(t)?.into_iter().map(Some).collect(),
         None => vec![None],
@@ -117,7 +138,15 @@ pub fn bench(g: &GlobalArgs, a: BenchArgs) -> anyhow::Result<Outcome> {
 
     let mut records = Vec::new();
     if models.len() == 1 && threads.len() == 1 {
-        records = run_in_process(g, &models[0], threads[0], &n_prompt, &n_gen, a.repetitions)?;
+        records = run_in_process(
+            g,
+            &models[0],
+            threads[0],
+            &n_prompt,
+            &n_gen,
+            a.repetitions,
+            !a.no_bandwidth,
+        )?;
     } else {
         for m in &models {
             for t in &threads {
@@ -182,6 +211,9 @@ fn run_child(
         .args(["-p", &a.n_prompt, "-n", &a.n_gen])
         .args(["-r", &a.repetitions.to_string()])
         .arg("--json");
+    if a.no_bandwidth {
+        cmd.arg("--no-bandwidth");
+    }
     if let Some(t) = threads {
         cmd.args(["--threads", &t.to_string()]);
     }
@@ -200,6 +232,7 @@ fn run_child(
         .output()
         .context("running the benchmark child process")?;
     if !out.status.success() {
+        // The child printed its own one-line reason on stderr.
         anyhow::bail!("benchmark of `{model}` failed ({})", out.status);
     }
     serde_json::from_slice(&out.stdout).context("reading the benchmark child's results")
@@ -212,6 +245,7 @@ fn run_in_process(
     n_prompt: &[usize],
     n_gen: &[usize],
     reps: usize,
+    measure_bandwidth: bool,
 ) -> anyhow::Result<Vec<BenchRecord>> {
     if let Some(t) = threads
         && t != crate::process::compute_threads()
@@ -224,7 +258,18 @@ fn run_in_process(
         threads,
         ctx: needed.max(512),
     };
-    let (name, engine) = load_engine(g, &args)?;
+    let (name, engine) = match model_file(model) {
+        Some(path) => {
+            let engine = Engine::load(path, args.ctx)?;
+            let name = path
+                .file_name()
+                .map_or_else(|| model.to_string(), |n| n.to_string_lossy().into_owned());
+            (name, engine)
+        }
+        None => load_engine(g, &args)?,
+    };
+    let host = Host::describe(measure_bandwidth);
+    let bytes_per_token = engine.model().bytes_per_token() as u64;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1234);
     let vocab = engine.model().hp.vocab_size as u32;
     let mut records = Vec::new();
@@ -244,8 +289,12 @@ fn run_in_process(
                 samples.push(ids.len() as f64 / secs);
             }
         }
-        let (avg, sd) = mean_sd(&samples);
+        let stats = Stats::of(&samples);
         let (rss, peak) = crate::process::resident_memory().unwrap_or((0, 0));
+        let mem_bound_ts = host
+            .mem_read_gbs
+            .filter(|_| tg > 0 && bytes_per_token > 0)
+            .map(|gbs| gbs * 1e9 / bytes_per_token as f64);
         records.push(BenchRecord {
             model: name.clone(),
             model_type: describe(&engine),
@@ -259,11 +308,16 @@ fn run_in_process(
             },
             n_prompt: pp,
             n_gen: tg,
-            avg_ts: avg,
-            stddev_ts: sd,
+            avg_ts: stats.mean,
+            stddev_ts: stats.sd,
+            min_ts: stats.min,
+            median_ts: stats.median,
             samples_ts: samples,
             rss_bytes: rss,
             peak_rss_bytes: peak,
+            bytes_per_token,
+            mem_bound_ts,
+            host: Some(host.clone()),
         });
     }
     Ok(records)
@@ -298,16 +352,26 @@ fn describe(engine: &Engine) -> String {
     format!("{} {size} {}", m.hp.arch.name(), engine.quant_label())
 }
 
+/// `arg` as a GGUF file to benchmark, when it names one (a path, or a
+/// name ending in `.gguf`), rather than a catalog model.
+fn model_file(arg: &str) -> Option<&std::path::Path> {
+    let p = std::path::Path::new(arg);
+    (arg.contains('/') || arg.ends_with(".gguf") || p.is_file()).then_some(p)
+}
+
 fn print_table(records: &[BenchRecord], baseline: Option<&[BenchRecord]>) -> anyhow::Result<()> {
+    for line in host_lines(records) {
+        outln!("{line}");
+    }
     let (head, rule) = match baseline {
         Some(_) => (" vs baseline |", " ----------: |"),
         None => ("", ""),
     };
     outln!(
-        "| model                        |       size |     params | backend | threads |  test |                  t/s |   rss MiB |{head}"
+        "| model                        |       size |     params | kernels      | threads |  test |                  t/s |     min |  median | % bound |   rss MiB |{head}"
     );
     outln!(
-        "| ---------------------------- | ---------: | ---------: | ------- | ------: | ----: | -------------------: | --------: |{rule}"
+        "| ---------------------------- | ---------: | ---------: | ------------ | ------: | ----: | -------------------: | ------: | ------: | ------: | --------: |{rule}"
     );
     for r in records {
         let cmp = match baseline.map(|b| versus(r, b)) {
@@ -316,18 +380,55 @@ fn print_table(records: &[BenchRecord], baseline: Option<&[BenchRecord]>) -> any
             Some(Some(x)) if x < REGRESSION => format!(" {:>11} |", format!("{x:.2}x SLOWER")),
             Some(Some(x)) => format!(" {:>11} |", format!("{x:.2}x")),
         };
+        let bound = r
+            .mem_bound_ts
+            .filter(|b| *b > 0.0)
+            .map_or("-".to_string(), |b| format!("{:.0}%", 100.0 * r.avg_ts / b));
+        let kernels = r.host.as_ref().map_or("-", |h| h.kernels.as_str());
         outln!(
-            "| {:<28} | {:>6.2} MiB | {:>8.2} M | CPU     | {:>7} | {:>5} | {:>20} | {:>9.1} |{cmp}",
+            "| {:<28} | {:>6.2} MiB | {:>8.2} M | {:<12} | {:>7} | {:>5} | {:>20} | {:>7.2} | {:>7.2} | {:>7} | {:>9.1} |{cmp}",
             r.model_type,
             r.model_size as f64 / (1024.0 * 1024.0),
             r.model_n_params as f64 / 1e6,
+            kernels,
             r.n_threads,
             r.test,
             format!("{:.2} ± {:.2}", r.avg_ts, r.stddev_ts),
+            r.min_ts,
+            r.median_ts,
+            bound,
             r.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         );
     }
     Ok(())
+}
+
+/// The lines above the table: the host once, and the read bandwidth
+/// measured at each thread count ("% bound" divides tg by the speed that
+/// bandwidth allows).
+fn host_lines(records: &[BenchRecord]) -> Vec<String> {
+    let Some(first) = records.iter().find_map(|r| r.host.as_ref()) else {
+        return Vec::new();
+    };
+    let summary = first.summary();
+    let mut bw: Vec<(usize, f64)> = Vec::new();
+    for h in records.iter().filter_map(|r| r.host.as_ref()) {
+        if let Some(g) = h.mem_read_gbs
+            && !bw.iter().any(|(t, _)| *t == h.threads_used)
+        {
+            bw.push((h.threads_used, g));
+        }
+    }
+    let mut lines = vec![format!("host: {summary}")];
+    if !bw.is_empty() {
+        let parts: Vec<String> = bw
+            .iter()
+            .map(|(t, g)| format!("{t} thread{} {g:.1} GB/s", if *t == 1 { "" } else { "s" }))
+            .collect();
+        lines.push(format!("memory read bandwidth: {}", parts.join(", ")));
+    }
+    lines.push(String::new());
+    lines
 }
 
 #[cfg(test)]
@@ -335,9 +436,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sample_standard_deviation() {
-        let (m, sd) = mean_sd(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
-        assert!((m - 5.0).abs() < 1e-12);
-        assert!((sd - 2.138_089_935).abs() < 1e-6);
+    fn files_are_told_from_names() {
+        assert!(model_file("models/x.gguf").is_some());
+        assert!(model_file("/tmp/some-model").is_some());
+        assert!(model_file("mine.gguf").is_some());
+        assert!(model_file("qwen25coder").is_none());
+    }
+
+    #[test]
+    fn old_json_still_reads_as_a_baseline() {
+        let old = r#"[{"model":"smollm2","model_type":"llama 135M Q4_1","model_size":1,"model_n_params":2,
+            "n_threads":2,"test":"pp512","n_prompt":512,"n_gen":0,"avg_ts":100.0,"stddev_ts":1.0,
+            "samples_ts":[100.0],"rss_bytes":1,"peak_rss_bytes":1}]"#;
+        let v: Vec<BenchRecord> = serde_json::from_str(old).unwrap();
+        assert!(v[0].host.is_none() && v[0].mem_bound_ts.is_none());
     }
 }

@@ -665,6 +665,18 @@ impl Model {
         Ok(n)
     }
 
+    /// Weight bytes one decode step streams: all of them, except that an
+    /// untied token embedding gives up only its one row per token.
+    pub fn bytes_per_token(&self) -> usize {
+        let all = self.weight_bytes();
+        if self.has_output_matrix {
+            all - self.tok_embd.size_in_bytes()
+                + self.tok_embd.size_in_bytes() / self.hp.vocab_size.max(1)
+        } else {
+            all
+        }
+    }
+
     /// Bytes of weights the model reads (memory-mapped from the file).
     pub fn weight_bytes(&self) -> usize {
         let v = |v: &Vec<f32>| v.len() * 4;
