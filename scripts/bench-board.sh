@@ -25,6 +25,7 @@
 #                  (avx2=/opt/llama-avx2/llama-bench); repeatable
 #                  (default: llama-bench on PATH, if any)
 #   --no-answer    skip the time-to-first-token and serve RSS part
+# BENCH_BOARD_KEEP=1 keeps the raw JSON (its folder is printed at the end).
 # Writes the report to stdout, progress to stderr. Exit 2 on a usage error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,7 @@ while [ $# -gt 0 ]; do
         --hearth) hearth="$2"; shift ;;
         --llama-bench) llamas+=("$2"); shift ;;
         --no-answer) answer=0 ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench-board: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -67,7 +68,11 @@ files+=(${extra[@]+"${extra[@]}"})
 [ ${#files[@]} -gt 0 ] || { echo "bench-board: no GGUF file in $models (scripts/setup.sh fetches the models, or pass -m FILE.gguf)" >&2; exit 2; }
 
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${BENCH_BOARD_KEEP:-}" ]; then
+    trap 'echo "bench-board: raw results in $out" >&2' EXIT
+else
+    trap 'rm -rf "$out"' EXIT
+fi
 echo "bench-board: $(uname -m), $cores cores, threads $threads, $reps repetitions, ${#files[@]} models" >&2
 
 # Interleaved: for each model and thread count, Hearth then each llama-bench.
@@ -86,22 +91,30 @@ for file in "${files[@]}"; do
     done
 done
 
-# Time to first token with sources, and serve's RSS, on the largest model.
+# Time to first token with sources, and serve's RSS, on the largest
+# installed chat model (Gemma 3 270M is a base model: no chat template).
+# Failures here are reported and leave the throughput table intact.
+chat=
+[ -f "$models/SmolLM2-135M-Instruct.Q4_1.gguf" ] && chat=smollm2
+[ -f "$models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" ] && chat=qwen25coder
+if [ "$answer" = 1 ] && [ -z "$chat" ]; then
+    echo "bench-board: no installed chat model (smollm2, qwen25coder) for the answer part" >&2
+    answer=0
+fi
 if [ "$answer" = 1 ]; then
-    chat=${files[-1]}
-    for f in "${files[@]}"; do case "$f" in *qwen2.5*) chat=$f ;; esac; done
+    set +e
     home="$out/home"; mkdir -p "$home/docs"
     cp benches/answers/files/*.txt "$home/docs/"
     export HEARTH_DATA_DIR="$home/data" HEARTH_KEY_FILE="$home/key" HEARTH_CONFIG="$home/config.toml" HEARTH_MODELS_DIR="$models" RUST_LOG=warn
     tmax=${threads##*,}
-    echo "bench-board: indexing sample notes, then asking $(basename "$chat") with $tmax threads" >&2
+    echo "bench-board: indexing sample notes, then asking $chat with $tmax threads" >&2
     "$hearth" index add "$home/docs" >/dev/null
     "$hearth" index >/dev/null 2>&1
     for q in "What is the password of my main Wi-Fi network?" \
              "Who serviced the boiler last time?" \
              "When is the car's next MOT due?"; do
-        "$hearth" ask --json -t "$tmax" -m "$chat" "$q" > "$out/ask-$(echo "$q" | md5sum | cut -c1-8).json" 2>/dev/null \
-            || echo "bench-board: hearth ask failed on \"$q\"" >&2
+        "$hearth" ask --json -t "$tmax" -m "$chat" "$q" > "$out/ask-$(echo "$q" | md5sum | cut -c1-8).json" 2>"$out/ask.err" \
+            || echo "bench-board: hearth ask failed on \"$q\": $(tail -1 "$out/ask.err")" >&2
     done
     echo "bench-board: hearth serve answering one message" >&2
     "$hearth" serve -t "$tmax" -m "$chat" >/dev/null 2>"$out/serve.err" &
@@ -110,9 +123,11 @@ if [ "$answer" = 1 ]; then
     start=$(date +%s.%N)
     echo "What is the guest Wi-Fi password?" | timeout 600 "$hearth" chat -m "$chat" > "$out/chat.txt" 2>&1 || true
     end=$(date +%s.%N)
-    awk '/VmHWM/ {print $2}' "/proc/$serve/status" > "$out/serve-hwm-kb" 2>/dev/null || true
+    awk '/VmHWM/ {print $2}' "/proc/$serve/status" > "$out/serve-hwm-kb" 2>/dev/null
     echo "$start $end" > "$out/serve-time"
-    kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null || true
+    [ -s "$out/serve-hwm-kb" ] || echo "bench-board: hearth serve did not stay up: $(tail -1 "$out/serve.err")" >&2
+    kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null
+    set -e
 fi
 
 python3 - "$out" "$reps" ${llamas[@]+"${llamas[@]}"} <<'PY'
@@ -190,7 +205,7 @@ if asks:
     srcs = statistics.median(len(a["sources"]) for a in asks)
     print()
     print(f"Answer with sources ({asks[0]['model']}, {len(asks)} questions over sample notes, median): "
-          f"time to first token {ttft:.0f} ms for a {toks:.0f}-token prompt with {srcs:.0f} cited files "
+          f"time to first token {ttft:.0f} ms for a {toks:.0f}-token prompt citing {srcs:.0f} file(s) "
           f"(prefill {pre:.0f} t/s, model load {t['load_ms']:.0f} ms not counted)")
 hwm = out / "serve-hwm-kb"
 if hwm.exists() and hwm.read_text().strip():
