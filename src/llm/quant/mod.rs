@@ -17,6 +17,7 @@
 pub mod arm;
 pub mod dot;
 pub mod formats;
+pub mod unpacked;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
@@ -28,6 +29,7 @@ use half::{bf16, f16};
 
 use super::pool::Disjoint;
 use formats::*;
+use unpacked::{ActAside, Lanes, Unpacked};
 
 /// The weight types Hearth runs natively (ggml's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -401,20 +403,22 @@ impl QMatrix {
             QType::F32 => job.run::<f32>(dot::f32_f32, None, None),
             QType::F16 => job.run::<f16>(dot::f16_f16, None, None),
             QType::BF16 => job.run::<bf16>(dot::bf16_bf16, None, None),
-            QType::Q4_0 => job.run::<BlockQ4_0>(
+            QType::Q4_0 => job.run_unpacked::<BlockQ4_0>(
                 kernels::q4_0(isa),
                 kernels::q4_0_x4(isa),
                 kernels::q4_0_x2x4(isa),
+                kernels::q4_0_unpacked(isa),
             ),
             QType::Q4_1 => job.run::<BlockQ4_1>(
                 kernels::q4_1(isa),
                 kernels::q4_1_x4(isa),
                 kernels::q4_1_x2x4(isa),
             ),
-            QType::Q5_0 => job.run::<BlockQ5_0>(
+            QType::Q5_0 => job.run_unpacked::<BlockQ5_0>(
                 kernels::q5_0(isa),
                 kernels::q5_0_x4(isa),
                 kernels::q5_0_x2x4(isa),
+                kernels::q5_0_unpacked(isa),
             ),
             QType::Q5_1 => job.run::<BlockQ5_1>(dot::q5_1, None, None),
             QType::Q8_0 => job.run::<BlockQ8_0>(
@@ -429,6 +433,7 @@ impl QMatrix {
                 kernels::q4_k_batched(isa),
                 kernels::q4_k_x4(isa),
                 None,
+                None,
                 Batching::GroupsOf4,
             ),
             QType::Q5K => job.run::<BlockQ5K>(dot::q5_k, None, None),
@@ -436,6 +441,7 @@ impl QMatrix {
                 kernels::q6_k(isa),
                 kernels::q6_k_batched(isa),
                 kernels::q6_k_x4(isa),
+                None,
                 None,
                 Batching::AtLeast8,
             ),
@@ -484,20 +490,34 @@ struct Job<'a, 'o> {
 
 impl Job<'_, '_> {
     fn run<W: WeightBlock>(self, dot: DotFn<W>, tile: Option<TileFn<W>>, pair: Option<PairFn<W>>) {
-        self.run_split::<W>(dot, dot, tile, pair, Batching::GroupsOf4)
+        self.run_split::<W>(dot, dot, tile, pair, None, Batching::GroupsOf4)
+    }
+
+    /// [`Self::run`] with unpacked prefill tiles when the path has them.
+    fn run_unpacked<W: WeightBlock>(
+        self,
+        dot: DotFn<W>,
+        tile: Option<TileFn<W>>,
+        pair: Option<PairFn<W>>,
+        unpacked: Option<Unpacked<W>>,
+    ) {
+        self.run_split::<W>(dot, dot, tile, pair, unpacked, Batching::GroupsOf4)
     }
 
     /// Like [`Self::run`], with `batched` for the activation rows that
     /// llama.cpp sends through a matrix-matrix kernel (see [`Batching`])
     /// and `single` for the rest; `tile`, when the path has one, computes
     /// four batched rows at once with `batched`'s results, and `pair`
-    /// (with `tile`) two weight rows at once.
+    /// (with `tile`) two weight rows at once; `unpacked`, for a batch of
+    /// [`UNPACK_FROM`] rows or more, does what `pair` does over weights
+    /// unpacked once per task (the same sums: see [`unpacked`]).
     fn run_split<W: WeightBlock>(
         self,
         single: DotFn<W>,
         batched: DotFn<W>,
         tile: Option<TileFn<W>>,
         pair: Option<PairFn<W>>,
+        unpacked: Option<Unpacked<W>>,
         batching: Batching,
     ) {
         let (x, m) = (self.x, self.m);
@@ -521,92 +541,185 @@ impl Job<'_, '_> {
             });
             n_tasks += tasks;
         }
+        let n_tiled = if tile.is_some() {
+            n_batched - n_batched % 4
+        } else {
+            0
+        };
+        let unpacked = unpacked.filter(|_| tile.is_some() && n_tiled >= UNPACK_FROM);
+        let n_asides = if unpacked.is_some() {
+            n_tiled * acts_per_row
+        } else {
+            0
+        };
         with_scratch::<W::Act, _>(m * acts_per_row, |acts| {
             quantize_rows::<W::Act>(x, cols, acts, acts_per_row, pool);
             let acts: &[W::Act] = acts;
-            let act = |i: usize| &acts[i * acts_per_row..(i + 1) * acts_per_row];
-            let n_tiled = if tile.is_some() {
-                n_batched - n_batched % 4
-            } else {
-                0
-            };
-            let task = |t: usize| {
-                let Some(part) = parts
-                    .iter()
-                    .flatten()
-                    .take_while(|p| p.first_task <= t)
-                    .last()
-                else {
-                    return;
-                };
-                let (weights, rows, out) = (part.weights, part.rows, &part.out);
-                let c = t - part.first_task;
-                let mine = c * part.chunk..((c + 1) * part.chunk).min(rows);
-                let row = |r: usize| &weights[r * per_row..(r + 1) * per_row];
-                // SAFETY (every `out.write` below): each (i, r) is written
-                // by exactly one task, and `out` outlives the loop.
-                let rest = |r: usize, from: usize, to: usize| {
-                    for i in from..to {
-                        let dot = if i < n_batched { batched } else { single };
-                        // SAFETY: see above.
-                        unsafe { out.write(i * rows + r, dot(row(r), act(i))) };
-                    }
-                };
-                // Activation rows in blocks that stay in cache while this
-                // task's weight rows pass over them.
-                for a0 in (0..m).step_by(ACT_BLOCK) {
-                    let a1 = (a0 + ACT_BLOCK).min(m);
-                    let mut r = mine.start;
-                    while r < mine.end {
-                        if a0 == 0 {
-                            prefetch_row(row((r + PREFETCH_ROWS).min(rows - 1)));
-                        }
-                        let acts4 = |i: usize| [act(i), act(i + 1), act(i + 2), act(i + 3)];
-                        if let (Some(pair), true) = (pair, r + 1 < mine.end && n_tiled > a0) {
-                            if a0 == 0 {
-                                prefetch_row(row((r + 1 + PREFETCH_ROWS).min(rows - 1)));
-                            }
-                            let mut i = a0;
-                            while i + 4 <= a1.min(n_tiled) {
-                                let got = pair(row(r), row(r + 1), acts4(i));
-                                for (dr, vals) in got.into_iter().enumerate() {
-                                    for (k, v) in vals.into_iter().enumerate() {
-                                        // SAFETY: see above.
-                                        unsafe { out.write((i + k) * rows + r + dr, v) };
-                                    }
-                                }
-                                i += 4;
-                            }
-                            rest(r, i, a1);
-                            rest(r + 1, i, a1);
-                            r += 2;
-                            continue;
-                        }
-                        let mut i = a0;
-                        if let Some(tile) = tile {
-                            while i + 4 <= a1.min(n_tiled) {
-                                let got = tile(row(r), acts4(i));
-                                for (k, v) in got.into_iter().enumerate() {
-                                    // SAFETY: see above.
-                                    unsafe { out.write((i + k) * rows + r, v) };
-                                }
-                                i += 4;
-                            }
-                        }
-                        rest(r, i, a1);
-                        r += 1;
+            with_asides(n_asides, |asides| {
+                if let Some(u) = &unpacked {
+                    for (s, y) in asides.iter_mut().zip(acts) {
+                        *s = (u.aside)(y, u.offset);
                     }
                 }
-            };
-            if pool.threads() <= 1 {
-                // One compute thread: no hand-off to the pool and back.
-                (0..n_tasks).for_each(task);
-            } else {
-                pool.run(n_tasks, &task);
-            }
+                let asides: &[ActAside] = asides;
+                let act = |i: usize| &acts[i * acts_per_row..(i + 1) * acts_per_row];
+                let aside = |i: usize| &asides[i * acts_per_row..(i + 1) * acts_per_row];
+                let task = |t: usize| {
+                    let Some(part) = parts
+                        .iter()
+                        .flatten()
+                        .take_while(|p| p.first_task <= t)
+                        .last()
+                    else {
+                        return;
+                    };
+                    let (weights, rows, out) = (part.weights, part.rows, &part.out);
+                    let c = t - part.first_task;
+                    let mine = c * part.chunk..((c + 1) * part.chunk).min(rows);
+                    let row = |r: usize| &weights[r * per_row..(r + 1) * per_row];
+                    match &unpacked {
+                        Some(u) => with_unpacked(mine.len() * per_row, |lanes, scales| {
+                            for (k, r) in mine.clone().enumerate() {
+                                let at = k * per_row..(k + 1) * per_row;
+                                (u.unpack)(row(r), &mut lanes[at.clone()], &mut scales[at]);
+                            }
+                            let (lanes, scales): (&[Lanes], &[f32]) = (lanes, scales);
+                            let urow = |r: usize| {
+                                let at = (r - mine.start) * per_row..(r - mine.start + 1) * per_row;
+                                (&lanes[at.clone()], &scales[at])
+                            };
+                            let pair_at = |r: usize, i: usize| {
+                                let ((u0, d0), (u1, d1)) = (urow(r), urow(r + 1));
+                                let a4 = [act(i), act(i + 1), act(i + 2), act(i + 3)];
+                                let s4 = [aside(i), aside(i + 1), aside(i + 2), aside(i + 3)];
+                                (u.pair)([u0, u1], [d0, d1], a4, s4)
+                            };
+                            rows_of_task(
+                                &mine,
+                                m,
+                                n_batched,
+                                n_tiled,
+                                &row,
+                                &act,
+                                single,
+                                batched,
+                                tile,
+                                Some(&pair_at),
+                                out,
+                                rows,
+                            );
+                        }),
+                        None => {
+                            let packed = pair.map(|pair| {
+                                move |r: usize, i: usize| {
+                                    pair(
+                                        row(r),
+                                        row(r + 1),
+                                        [act(i), act(i + 1), act(i + 2), act(i + 3)],
+                                    )
+                                }
+                            });
+                            let packed: Option<&dyn Fn(usize, usize) -> [[f32; 4]; 2]> =
+                                match &packed {
+                                    Some(f) => Some(f),
+                                    None => None,
+                                };
+                            rows_of_task(
+                                &mine, m, n_batched, n_tiled, &row, &act, single, batched, tile,
+                                packed, out, rows,
+                            );
+                        }
+                    }
+                };
+                if pool.threads() <= 1 {
+                    // One compute thread: no hand-off to the pool and back.
+                    (0..n_tasks).for_each(task);
+                } else {
+                    pool.run(n_tasks, &task);
+                }
+            });
         });
     }
 }
+
+/// One task's weight rows `mine` against every activation row: pairs of
+/// rows through `pair` (rows `r`, `r + 1` × activation rows `i..i + 4`),
+/// a last odd row through `tile`, the rest through the dot products.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn rows_of_task<'w, W: WeightBlock>(
+    mine: &Range<usize>,
+    m: usize,
+    n_batched: usize,
+    n_tiled: usize,
+    row: &dyn Fn(usize) -> &'w [W],
+    act: &dyn Fn(usize) -> &'w [W::Act],
+    single: DotFn<W>,
+    batched: DotFn<W>,
+    tile: Option<TileFn<W>>,
+    pair: Option<&dyn Fn(usize, usize) -> [[f32; 4]; 2]>,
+    out: &Disjoint<'_, f32>,
+    rows: usize,
+) {
+    // SAFETY (every `out.write` below): each (i, r) is written by exactly
+    // one task, and `out` outlives the loop.
+    let rest = |r: usize, from: usize, to: usize| {
+        for i in from..to {
+            let dot = if i < n_batched { batched } else { single };
+            // SAFETY: see above.
+            unsafe { out.write(i * rows + r, dot(row(r), act(i))) };
+        }
+    };
+    // Activation rows in blocks that stay in cache while this task's
+    // weight rows pass over them.
+    for a0 in (0..m).step_by(ACT_BLOCK) {
+        let a1 = (a0 + ACT_BLOCK).min(m);
+        let mut r = mine.start;
+        while r < mine.end {
+            if a0 == 0 {
+                prefetch_row(row((r + PREFETCH_ROWS).min(rows - 1)));
+            }
+            let acts4 = |i: usize| [act(i), act(i + 1), act(i + 2), act(i + 3)];
+            if let (Some(pair), true) = (pair, r + 1 < mine.end && n_tiled > a0) {
+                if a0 == 0 {
+                    prefetch_row(row((r + 1 + PREFETCH_ROWS).min(rows - 1)));
+                }
+                let mut i = a0;
+                while i + 4 <= a1.min(n_tiled) {
+                    let got = pair(r, i);
+                    for (dr, vals) in got.into_iter().enumerate() {
+                        for (k, v) in vals.into_iter().enumerate() {
+                            // SAFETY: see above.
+                            unsafe { out.write((i + k) * rows + r + dr, v) };
+                        }
+                    }
+                    i += 4;
+                }
+                rest(r, i, a1);
+                rest(r + 1, i, a1);
+                r += 2;
+                continue;
+            }
+            let mut i = a0;
+            if let Some(tile) = tile {
+                while i + 4 <= a1.min(n_tiled) {
+                    let got = tile(row(r), acts4(i));
+                    for (k, v) in got.into_iter().enumerate() {
+                        // SAFETY: see above.
+                        unsafe { out.write((i + k) * rows + r, v) };
+                    }
+                    i += 4;
+                }
+            }
+            rest(r, i, a1);
+            r += 1;
+        }
+    }
+}
+
+/// Batches this long or longer take the unpacked tiles (shorter ones do
+/// not repay unpacking the weights).
+const UNPACK_FROM: usize = 8;
 
 /// One matrix of a [`Job`]: its rows in tasks of `chunk`, numbered from
 /// `first_task`, writing `[m, rows]` at `out`.
@@ -722,6 +835,35 @@ fn with_scratch<A: ActBlock, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
     })
 }
 
+thread_local! {
+    static ASIDES: RefCell<Vec<ActAside>> = const { RefCell::new(Vec::new()) };
+    static UNPACKED: RefCell<(Vec<Lanes>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` on a per-thread buffer of `n` activation asides.
+fn with_asides<R>(n: usize, f: impl FnOnce(&mut [ActAside]) -> R) -> R {
+    ASIDES.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, <ActAside as bytemuck::Zeroable>::zeroed());
+        }
+        f(&mut buf[..n])
+    })
+}
+
+/// Runs `f` on per-thread buffers for `n` unpacked weight blocks.
+fn with_unpacked<R>(n: usize, f: impl FnOnce(&mut [Lanes], &mut [f32]) -> R) -> R {
+    UNPACKED.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let (lanes, scales) = &mut *buf;
+        if lanes.len() < n {
+            lanes.resize(n, <Lanes as bytemuck::Zeroable>::zeroed());
+            scales.resize(n, 0.0);
+        }
+        f(&mut lanes[..n], &mut scales[..n])
+    })
+}
+
 /// The kernel of each type with a SIMD version, for a path.
 mod kernels {
     use super::Isa;
@@ -819,6 +961,23 @@ mod kernels {
     pick_pair!(q4_1_x2x4, BlockQ4_1);
     pick_pair!(q5_0_x2x4, BlockQ5_0, x86);
     pick_pair!(q8_0_x2x4, BlockQ8_0, x86);
+
+    macro_rules! pick_unpacked {
+        ($name:ident, $w:ty, $kernels:ident) => {
+            pub fn $name(isa: Isa) -> Option<super::Unpacked<$w>> {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => Some(super::x86::unpacked::$kernels(false)),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Vnni => Some(super::x86::unpacked::$kernels(true)),
+                    _ => None,
+                }
+            }
+        };
+    }
+
+    pick_unpacked!(q4_0_unpacked, BlockQ4_0, q4_0);
+    pick_unpacked!(q5_0_unpacked, BlockQ5_0, q5_0);
 }
 
 #[cfg(test)]

@@ -378,6 +378,99 @@ fn pairs_equal_tiles_bit_for_bit() {
     check_pair::<BlockQ8_0>(QType::Q8_0, kernels::q8_0_x4, kernels::q8_0_x2x4, &mut rng);
 }
 
+/// The unpacked prefill tiles equal the packed pairs bit for bit, and a
+/// batch long enough to take them gives the packed tiles' matrix product.
+#[test]
+fn unpacked_tiles_equal_packed_pairs_bit_for_bit() {
+    fn check_unpacked<W: WeightBlock<Act = BlockQ8_0>>(
+        ty: QType,
+        pair: fn(Isa) -> Option<PairFn<W>>,
+        unpacked: fn(Isa) -> Option<Unpacked<W>>,
+        rng: &mut Lcg,
+    ) {
+        let blocks = 14;
+        let (name, f16s) = (ty.name(), ty.scale_offsets());
+        let w = [
+            random_blocks::<W>(blocks, f16s, rng),
+            random_blocks::<W>(blocks, f16s, rng),
+        ];
+        let acts = four_act_rows::<BlockQ8_0>(blocks, rng);
+        let a: [&[BlockQ8_0]; 4] = std::array::from_fn(|i| acts[i].as_slice());
+        let mut checked = 0;
+        for &isa in Isa::available() {
+            let (Some(pair), Some(u)) = (pair(isa), unpacked(isa)) else {
+                continue;
+            };
+            let mut lanes = vec![vec![Lanes([0; 32]); blocks]; 2];
+            let mut scales = vec![vec![0f32; blocks]; 2];
+            for r in 0..2 {
+                (u.unpack)(&w[r], &mut lanes[r], &mut scales[r]);
+            }
+            let asides: Vec<Vec<ActAside>> = acts
+                .iter()
+                .map(|row| row.iter().map(|y| (u.aside)(y, u.offset)).collect())
+                .collect();
+            let s: [&[ActAside]; 4] = std::array::from_fn(|i| asides[i].as_slice());
+            let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, s);
+            let want = pair(&w[0], &w[1], a);
+            for r in 0..2 {
+                for k in 0..4 {
+                    assert_eq!(
+                        got[r][k].to_bits(),
+                        want[r][k].to_bits(),
+                        "{name} on {}: row {r} act {k}",
+                        isa.name()
+                    );
+                }
+            }
+            checked += 1;
+        }
+        if Isa::available().contains(&Isa::Avx2) {
+            assert!(checked > 0, "{name}: no unpacked kernel on an AVX2 CPU");
+        }
+    }
+    let mut rng = Lcg(47);
+    check_unpacked::<BlockQ4_0>(
+        QType::Q4_0,
+        kernels::q4_0_x2x4,
+        kernels::q4_0_unpacked,
+        &mut rng,
+    );
+    check_unpacked::<BlockQ5_0>(
+        QType::Q5_0,
+        kernels::q5_0_x2x4,
+        kernels::q5_0_unpacked,
+        &mut rng,
+    );
+
+    // Through `matmul_on`: 16 rows take the unpacked tiles, the same rows
+    // one block of four at a time (under `UNPACK_FROM`) take the packed ones.
+    for ty in [QType::Q4_0, QType::Q5_0] {
+        let (rows, cols) = (7, 256);
+        let n = rows * cols / 32;
+        let bytes: Vec<u8> = match ty {
+            QType::Q4_0 => {
+                bytemuck::cast_slice(&random_blocks::<BlockQ4_0>(n, &[0], &mut rng)).to_vec()
+            }
+            _ => bytemuck::cast_slice(&random_blocks::<BlockQ5_0>(n, &[0], &mut rng)).to_vec(),
+        };
+        let mat = QMatrix::new(ty, rows, cols, Bytes::copy_from(&bytes)).unwrap();
+        let batch = 16;
+        let x: Vec<f32> = (0..batch * cols).map(|_| rng.unit()).collect();
+        for &isa in Isa::available() {
+            let mut all = vec![0f32; batch * rows];
+            mat.matmul_on(isa, &x, batch, &mut all);
+            for i in (0..batch).step_by(4) {
+                let mut four = vec![0f32; 4 * rows];
+                mat.matmul_on(isa, &x[i * cols..(i + 4) * cols], 4, &mut four);
+                for (g, w) in all[i * rows..(i + 4) * rows].iter().zip(&four) {
+                    assert_eq!(g.to_bits(), w.to_bits(), "{} on {}", ty.name(), isa.name());
+                }
+            }
+        }
+    }
+}
+
 /// The K-quant four-row tiles equal their batched single-row kernel bit
 /// for bit (llama.cpp's batched rounding, which the reference tests pin).
 #[test]

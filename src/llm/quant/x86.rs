@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use super::formats::*;
 
+pub mod unpacked;
+
 /// True when this CPU has AVX2, FMA and F16C (checked once).
 pub fn has_avx2() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
