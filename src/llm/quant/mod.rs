@@ -490,7 +490,7 @@ struct Job<'a, 'o> {
 
 impl Job<'_, '_> {
     fn run<W: WeightBlock>(self, dot: DotFn<W>, tile: Option<TileFn<W>>, pair: Option<PairFn<W>>) {
-        self.run_split::<W>(dot, dot, tile, pair, None, Batching::GroupsOf4)
+        self.run_unpacked::<W>(dot, tile, pair, None)
     }
 
     /// [`Self::run`] with unpacked prefill tiles when the path has them.
@@ -619,11 +619,9 @@ impl Job<'_, '_> {
                                     )
                                 }
                             });
-                            let packed: Option<&dyn Fn(usize, usize) -> [[f32; 4]; 2]> =
-                                match &packed {
-                                    Some(f) => Some(f),
-                                    None => None,
-                                };
+                            let packed = packed
+                                .as_ref()
+                                .map(|f| f as &dyn Fn(usize, usize) -> [[f32; 4]; 2]);
                             rows_of_task(
                                 &mine, m, n_batched, n_tiled, &row, &act, single, batched, tile,
                                 packed, out, rows,

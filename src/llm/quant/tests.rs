@@ -356,16 +356,7 @@ fn pairs_equal_tiles_bit_for_bit() {
             };
             let got = pair(&w0, &w1, a);
             let want = [tile(&w0, a), tile(&w1, a)];
-            for r in 0..2 {
-                for k in 0..4 {
-                    assert_eq!(
-                        got[r][k].to_bits(),
-                        want[r][k].to_bits(),
-                        "{name} on {}: row {r} act {k}",
-                        isa.name()
-                    );
-                }
-            }
+            assert_pair_bits(got, want, name, isa);
             checked += 1;
         }
         if Isa::available().contains(&Isa::Avx2) {
@@ -413,16 +404,7 @@ fn unpacked_tiles_equal_packed_pairs_bit_for_bit() {
             let s: [&[ActAside]; 4] = std::array::from_fn(|i| asides[i].as_slice());
             let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, s);
             let want = pair(&w[0], &w[1], a);
-            for r in 0..2 {
-                for k in 0..4 {
-                    assert_eq!(
-                        got[r][k].to_bits(),
-                        want[r][k].to_bits(),
-                        "{name} on {}: row {r} act {k}",
-                        isa.name()
-                    );
-                }
-            }
+            assert_pair_bits(got, want, name, isa);
             checked += 1;
         }
         if Isa::available().contains(&Isa::Avx2) {
@@ -513,6 +495,20 @@ fn k_quant_tiles_equal_batched_rows_bit_for_bit() {
         kernels::q6_k_x4,
         &mut rng,
     );
+}
+
+/// Two weight rows × four activation rows, equal bit for bit.
+fn assert_pair_bits(got: [[f32; 4]; 2], want: [[f32; 4]; 2], name: &str, isa: Isa) {
+    for r in 0..2 {
+        for k in 0..4 {
+            assert_eq!(
+                got[r][k].to_bits(),
+                want[r][k].to_bits(),
+                "{name} on {}: row {r} act {k}",
+                isa.name()
+            );
+        }
+    }
 }
 
 /// Four rows of `blocks` activation blocks, quantized from random values.
