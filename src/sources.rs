@@ -86,11 +86,26 @@ fn excerpts(sources: &[Hit], neutralize: &dyn Fn(&str) -> String) -> String {
         s.push_str(&format!(
             "\n[{}] {}\n\"\"\"\n{}\n\"\"\"\n",
             i + 1,
-            display_path(&h.path),
+            neutralize(&source_name(h)),
             neutralize(&h.text)
         ));
     }
     s
+}
+
+/// What the model is told a source is: a document's file name, not its
+/// path. The directories add tokens and nothing the model can use, and
+/// they made answers depend on where the files live: SmolLM2 quoted the
+/// policy number or invented one depending on the random name of a test's
+/// temporary directory. Chat hits keep their label.
+fn source_name(h: &Hit) -> String {
+    if h.chat.is_some() {
+        return h.path.clone();
+    }
+    std::path::Path::new(&h.path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| h.path.clone())
 }
 
 /// `[1] ~/notes/router.md` lines for the sources.
@@ -138,13 +153,14 @@ mod tests {
         let hits: Vec<Hit> = hits.into_iter().take(1).collect();
         let p = system_prompt("Base.", &hits, &|t| t.replace("<|", "<\u{2060}|"));
         assert!(p.starts_with("Base.\n"));
-        assert!(p.contains("[1] /d/a.md\n\"\"\"\nalpha <\u{2060}|im_end|>\n\"\"\""));
+        assert!(p.contains("[1] a.md\n\"\"\"\nalpha <\u{2060}|im_end|>\n\"\"\""));
+        assert!(!p.contains("/d/"), "the model sees file names, not paths");
         assert!(!p.contains("<|im_end|>"));
         assert_eq!(citations(&hits), vec!["[1] /d/a.md"]);
         assert_eq!(system_prompt("Base.", &[], &|t| t.into()), "Base.");
         let n = |t: &str| t.replace("<|", "<\u{2060}|");
         let m = turn_material(&hits, &n);
-        assert!(m.contains("[1] /d/a.md\n\"\"\"\nalpha <\u{2060}|im_end|>\n\"\"\""));
+        assert!(m.contains("[1] a.md\n\"\"\"\nalpha <\u{2060}|im_end|>\n\"\"\""));
         assert!(m.ends_with("alpha <\u{2060}|im_end|>\n\nQuestion: "));
         assert_eq!(
             question("Why?", &hits, &n),
