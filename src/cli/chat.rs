@@ -32,7 +32,8 @@ pub struct SamplingArgs {
     /// Drop tokens less likely than this fraction of the best one (0 = off)
     #[arg(long, default_value_t = 0.05)]
     pub min_p: f32,
-    /// Penalty for tokens among the last 64 (1 = off)
+    /// Penalty for tokens among the last 64 of the reply so far (1 = off;
+    /// the prompt is not penalised, so quoting a document is not either)
     #[arg(long, default_value_t = 1.1)]
     pub repeat_penalty: f32,
     /// Random seed, for reproducible sampling

@@ -404,7 +404,12 @@ impl Engine {
         let mut ids = Vec::new();
         let mut stop = StopReason::MaxTokens;
         while ids.len() < max_tokens {
-            let id = sampler.sample(&mut logits, &conv.tokens);
+            // The repeat penalty looks at this reply only: over the
+            // conversation it also hit the prompt, so the tokens of a
+            // document's policy number were penalised exactly when the
+            // answer had to quote them (SmolLM2 wrote "95421" for
+            // "KX-88231" with the excerpt right above the question).
+            let id = sampler.sample(&mut logits, &ids);
             if self.stop_tokens.contains(&id) {
                 stop = StopReason::EndOfTurn;
                 break;

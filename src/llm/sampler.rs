@@ -1,6 +1,6 @@
 //! Choosing the next token from logits: greedy, or temperature sampling with
-//! top-k, top-p and min-p filters, a repeat penalty over recent tokens, and a
-//! seeded RNG so that a run can be reproduced.
+//! top-k, top-p and min-p filters, a repeat penalty over the reply's recent
+//! tokens, and a seeded RNG so that a run can be reproduced.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -56,7 +56,8 @@ impl Sampler {
         Self { cfg, rng }
     }
 
-    /// Picks a token from `logits` given the tokens seen so far.
+    /// Picks a token from `logits`; `history` is what the repeat penalty
+    /// looks back over (the generation calls pass the reply so far).
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let c = &self.cfg;
         if c.repeat_penalty != 1.0 && c.repeat_last_n > 0 {

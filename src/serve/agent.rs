@@ -353,9 +353,11 @@ fn answer(
     let mut skip = 0;
     let prompt = loop {
         let messages = messages(turn, &history[skip..], &msg.text, sources);
-        let tokens = engine
-            .render_chat(&messages, true)
-            .map(|r| engine.tokenize_chat(&r));
+        let tokens = engine.render_chat(&messages, true).map(|r| {
+            // The prompt holds message text: trace level only.
+            tracing::trace!(prompt = %r, "prompt rendered");
+            engine.tokenize_chat(&r)
+        });
         match tokens {
             Ok(t) if t.len() + budget <= ctx => break t,
             Ok(_) if skip < history.len() => skip += 2.min(history.len() - skip),

@@ -50,7 +50,9 @@ pub fn start_serve_with(dir: &Path, args: &[&str]) -> Child {
                 .append(true)
                 .open(path)
                 .unwrap();
-            c.stderr(log).env("RUST_LOG", "hearth=debug");
+            // RUST_LOG=hearth=trace shows the prompts too.
+            let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "hearth=debug".into());
+            c.stderr(log).env("RUST_LOG", level);
         }
         None => {
             c.stderr(Stdio::null());
