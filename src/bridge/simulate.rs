@@ -159,15 +159,18 @@ pub async fn run(
                 detail: None,
             },
         ];
-        for f in hello {
-            w.write_all(proto::encode(&f).as_bytes()).await?;
-        }
         // Whatever was not acknowledged, this run's or a killed one's.
-        for frame in super::queued_frames(&db)?
+        let resend = super::queued_frames(&db)?
             .into_iter()
-            .chain(super::audit_frames(&db)?)
-        {
-            w.write_all(frame.as_bytes()).await?;
+            .chain(super::audit_frames(&db)?);
+        let greeting = hello.iter().map(proto::encode).chain(resend);
+        for frame in greeting {
+            // A daemon killed right after it accepted: connect again (this
+            // used to end the bridge with "Broken pipe").
+            if w.write_all(frame.as_bytes()).await.is_err() {
+                report.reconnects += 1;
+                continue 'connect;
+            }
         }
         loop {
             if !stdin_open && db.kv_scan(AWAITING)?.is_empty() && db.queued_inbound_count()? == 0 {
