@@ -14,6 +14,18 @@ use super::ops::{self, Rope, RopeStyle};
 use super::pool::{Disjoint, Pool};
 use super::quant::QMatrix;
 
+/// Layers of forward passes run by this process, any model: a liveness
+/// signal. A long prefill gives the agent no other chance to say it is
+/// alive, and under emulation (the amd64 image test) one took longer than
+/// systemd's 5-minute watchdog, which then killed a working daemon.
+static LAYERS_COMPUTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many transformer layers this process has computed so far; it grows
+/// while any forward pass is making progress.
+pub fn layers_computed() -> u64 {
+    LAYERS_COMPUTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The activations of one forward pass, kept per thread and only grown, so
 /// the decode loop allocates nothing but the logits it returns.
 #[derive(Default)]
@@ -542,6 +554,7 @@ impl Model {
             });
         }
         for (il, layer) in self.layers.iter().enumerate() {
+            LAYERS_COMPUTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             {
                 let (xr, hr) = (Rows::new(x, e), Rows::new(h, e));
                 for_rows(seq, &|r| {

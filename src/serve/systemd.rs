@@ -1,8 +1,9 @@
 //! Telling systemd how the daemon is doing (`Type=notify`): `READY=1` once
 //! the socket listens, `STOPPING=1` on shutdown, and `WATCHDOG=1` at half
-//! the `WatchdogSec=` interval while the agent thread shows signs of life
-//! (a stuck agent stops the pings, and systemd restarts the service; the
-//! queue survives that). Outside systemd (`$NOTIFY_SOCKET` unset) every
+//! the `WatchdogSec=` interval while the agent thread shows signs of life:
+//! a recent beat, or model layers computed since the last ping (a stuck
+//! agent stops the pings, and systemd restarts the service; the queue
+//! survives that). Outside systemd (`$NOTIFY_SOCKET` unset) every
 //! call does nothing.
 //!
 //! The notify socket is a local Unix datagram socket: no network.
@@ -32,13 +33,19 @@ pub fn ready(shared: &Arc<Shared>, shutdown: &CancellationToken) {
     let (shared, shutdown) = (shared.clone(), shutdown.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval / 2);
+        let mut last_layers = crate::llm::model::layers_computed();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
             let silent_ms = crate::clock::now_ms() - shared.agent_beat.load(Ordering::Relaxed);
-            if silent_ms > interval.as_millis() as i64 {
+            // A forward pass still running is a sign of life too: a long
+            // prefill on a slow CPU beats only when it ends.
+            let layers = crate::llm::model::layers_computed();
+            let computing = layers != last_layers;
+            last_layers = layers;
+            if silent_ms > interval.as_millis() as i64 && !computing {
                 tracing::warn!(
                     silent_ms,
                     "the agent shows no sign of life; not pinging the watchdog"
