@@ -60,7 +60,19 @@ for arch in "${ARCHES[@]}"; do
     [ -n "$DEB_VERSION" ] && args+=(--deb-version "$DEB_VERSION")
     [ "$BUILD" = 1 ] || args+=(--no-build)
     case "$arch" in
-        amd64) ;;
+        amd64)
+            # .cargo/config.toml compiles for the build host's CPU, right for
+            # setup.sh on the box itself but not for a package: one built on
+            # an AVX2 host died with SIGILL on a CPU without it (the amd64
+            # image booted as a Westmere). x86-64-v2 runs on every x86-64
+            # CPU since 2009; Hearth's kernels pick AVX2/FMA/VNNI at run
+            # time. Its own target dir, so this does not rebuild (and then
+            # undo) the native build's cache.
+            if [ "$BUILD" = 1 ]; then
+                export RUSTFLAGS="-C target-cpu=x86-64-v2"
+                export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/portable"
+            fi
+            ;;
         arm64)
             need aarch64-linux-gnu-gcc "apt install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu"
             export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
@@ -75,6 +87,17 @@ for arch in "${ARCHES[@]}"; do
     # cargo-deb works out the shared-library dependencies itself ($auto);
     # dpkg-shlibdeps is not needed.
     cargo deb "${args[@]}"
+    if [ "$arch" = amd64 ] && [ "$BUILD" = 1 ]; then
+        # The package must start on an old x86-64 (no AVX), not just here.
+        dir=$PROFILE; [ "$dir" = dev ] && dir=debug
+        if command -v qemu-x86_64 >/dev/null; then
+            qemu-x86_64 -cpu Westmere "$CARGO_TARGET_DIR/$dir/hearth" --version >/dev/null \
+                || { echo "build-deb: the amd64 binary does not start on a Westmere CPU (instructions past x86-64-v2)" >&2; exit 1; }
+            say "the amd64 binary starts on a Westmere CPU (qemu-x86_64)"
+        else
+            echo "build-deb: qemu-x86_64 missing (apt install qemu-user): not checked on an old CPU" >&2
+        fi
+    fi
 done
 
 # The model packages: plain dpkg-deb trees (no compiler involved).
