@@ -107,6 +107,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("where did you find that?", r#"{"action": "none"}"#),
 ];
 
+/// Tokens warmed between two looks at whether to give way (about a
+/// second of SmolLM2 prefill on a Raspberry Pi 4).
+const WARM_CHUNK: usize = 64;
+
 /// The planner: the grammar machinery over `engine`'s vocabulary and a
 /// conversation of its own.
 pub struct Planner {
@@ -153,11 +157,17 @@ impl Planner {
 
     /// Computes the instructions and examples once ahead of the first
     /// request (they stay cached in the planner's conversation), so the
-    /// first "remind me…" after a start is as quick as the next.
-    pub fn warm(&mut self, engine: &Engine) -> Result<(), PlanError> {
+    /// first "remind me…" after a start is as quick as the next. Gives way
+    /// when `stop` says so (a message arrived: on a slow CPU this prefill
+    /// took minutes, and the message waited for it); true when done, and a
+    /// later call carries on from where this one stopped.
+    pub fn warm(
+        &mut self,
+        engine: &Engine,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, PlanError> {
         let prompt = self.prompt(engine, "")?;
-        engine.prefill(&mut self.conv, &prompt)?;
-        Ok(())
+        Ok(engine.prefill_until(&mut self.conv, &prompt, WARM_CHUNK, stop)?)
     }
 
     /// The rendered prompt for the owner's (sanitized) words.

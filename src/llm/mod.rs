@@ -356,6 +356,36 @@ impl Engine {
         Ok((logits, fresh.len()))
     }
 
+    /// [`Self::prefill`] in pieces of `chunk` tokens, asking `stop` before
+    /// each: work that may be abandoned (warming a cache while idle) and
+    /// must not hold up what comes next. Stopped, `conv` keeps the pieces
+    /// done, so a later prefill of the same tokens starts where this one
+    /// left off; returns whether it finished.
+    pub fn prefill_until(
+        &self,
+        conv: &mut Conversation,
+        tokens: &[TokenId],
+        chunk: usize,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, GenerateError> {
+        let chunk = chunk.max(1);
+        let mut end = conv
+            .tokens
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(conv.cache.len());
+        while end < tokens.len() {
+            if stop() {
+                return Ok(false);
+            }
+            end = (end + chunk).min(tokens.len());
+            self.prefill(conv, &tokens[..end])?;
+        }
+        Ok(true)
+    }
+
     /// Appends `ids` to `conv` (one forward pass over them) and leaves the
     /// logits after the last in `logits`: the step a caller that picks
     /// its own tokens (constrained decoding) takes after each choice.

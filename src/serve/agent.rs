@@ -137,7 +137,13 @@ pub fn run(
                 continue;
             }
             ears.idle(shared);
-            if last_busy.elapsed() >= WARM_AFTER_IDLE && requests.warm(&engine) {
+            // Any wake-up (a message, most likely) or a shutdown pauses
+            // the warm-up; the loop then looks at the queue again.
+            let mut give_way = || {
+                shared.beat();
+                cancelled() || wake.try_recv().is_ok()
+            };
+            if last_busy.elapsed() >= WARM_AFTER_IDLE && requests.warm(&engine, &mut give_way) {
                 continue;
             }
             let _ = wake.recv_timeout(IDLE_POLL);

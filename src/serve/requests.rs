@@ -24,6 +24,8 @@ use crate::store::Pending;
 #[derive(Default)]
 pub struct Requests {
     planner: Option<Option<Planner>>,
+    /// The planner's fixed prompt is computed (or there is no planner).
+    warmed: bool,
 }
 
 /// What a message's words came to.
@@ -50,18 +52,28 @@ impl Requests {
     }
 
     /// Builds the planner and computes its fixed prompt while the agent is
-    /// idle; true when it did (once per start).
-    pub fn warm(&mut self, engine: &Engine) -> bool {
-        if self.planner.is_some() {
+    /// idle, giving way when `stop` says so; true when it did some of that
+    /// work (a stopped warm-up carries on at the next idle spell).
+    pub fn warm(&mut self, engine: &Engine, stop: &mut dyn FnMut() -> bool) -> bool {
+        if self.warmed {
             return false;
         }
         let started = std::time::Instant::now();
-        if let Some(p) = self.planner(engine)
-            && let Err(e) = p.warm(engine)
-        {
-            tracing::warn!(error = %e, "warming the planner failed");
+        let done = match self.planner(engine).map(|p| p.warm(engine, stop)) {
+            None => true,
+            Some(Ok(done)) => done,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "warming the planner failed");
+                true
+            }
+        };
+        self.warmed = done;
+        let ms = started.elapsed().as_millis() as u64;
+        if done {
+            tracing::debug!(ms, "planner ready");
+        } else {
+            tracing::debug!(ms, "planner warm-up paused for a message");
         }
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "planner ready");
         true
     }
 
