@@ -44,7 +44,9 @@ fn a_stopped_prefill_keeps_its_pieces_and_resumes() {
     // Nothing left to do; a plain prefill reuses all but the last token.
     assert!(
         engine
-            .prefill_until(&mut conv, &tokens, 64, &mut || panic!("asked with nothing to do"))
+            .prefill_until(&mut conv, &tokens, 64, &mut || panic!(
+                "asked with nothing to do"
+            ))
             .unwrap()
     );
     let (_, fresh) = engine.prefill(&mut conv, &tokens).unwrap();
