@@ -102,34 +102,20 @@ fn random_matrix(ty: QType, rows: usize, seed: &mut u64) -> QMatrix {
 
 /// Read bandwidth with 1 and 2 threads (see the module doc), over 1 GiB
 /// (main memory) and over buffers the size of the shipped model files
-/// (which a large last-level cache may hold between passes).
+/// (which a large last-level cache may hold between passes), measured as
+/// `hearth bench` measures it.
 fn bandwidth() {
     println!("memory read bandwidth (u64 words summed on Hearth's pool, best of 5):");
     println!("| buffer | 1 thread | 2 threads |");
     println!("| -----: | -------: | --------: |");
     for mib in [1024usize, 240, 96] {
-        let words: Vec<u64> = (0..(mib << 17)).map(|i| i as u64).collect();
         let mut row = format!("| {mib} MiB |");
         for threads in [1usize, 2] {
             let pool = Pool::new(threads);
-            let tasks = 64;
-            let per = words.len() / tasks;
-            let sums: Vec<std::sync::atomic::AtomicU64> = (0..tasks)
-                .map(|_| std::sync::atomic::AtomicU64::new(0))
-                .collect();
-            let mut best = Duration::MAX;
-            for _ in 0..5 {
-                let t = Instant::now();
-                pool.run(tasks, &|i| {
-                    let s = words[i * per..(i + 1) * per]
-                        .iter()
-                        .fold(0u64, |a, &w| a.wrapping_add(w));
-                    sums[i].store(s, std::sync::atomic::Ordering::Relaxed);
-                });
-                best = best.min(t.elapsed());
+            match hearth::bench::host::read_bandwidth_over(&pool, mib << 20) {
+                Some(gbs) => row += &format!(" {gbs:.1} GB/s |"),
+                None => row += " - |",
             }
-            let gbs = (words.len() * 8) as f64 / best.as_secs_f64() / 1e9;
-            row += &format!(" {gbs:.1} GB/s |");
         }
         println!("{row}");
     }
