@@ -245,8 +245,9 @@ pub fn read_bandwidth_over(pool: &Pool, bytes: usize) -> Option<f64> {
 /// A sum with independent accumulators, so the loads, not the adds, bound
 /// it. The loads are explicit vector loads where the CPU has them: left to
 /// the compiler, the same loop built with `target-cpu=native` on a Zen 4
-/// (AVX-512) read at 5.3 GB/s where an AVX2 build of it, and the kernels,
-/// read at 24-28 GB/s, so the bound came out below what decode reached.
+/// (AVX-512) read at 5.3 GB/s where an AVX2 build of it read 24-26 GB/s
+/// and explicit AVX2 loads 28 GB/s, so the bound came out below what
+/// decode reached.
 fn sum_words(w: &[u64]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if crate::llm::quant::x86::has_avx2() {
