@@ -557,9 +557,7 @@ impl Job<'_, '_> {
             let acts: &[W::Act] = acts;
             with_asides(n_asides, |asides| {
                 if let Some(u) = &unpacked {
-                    for (s, y) in asides.iter_mut().zip(acts) {
-                        *s = (u.aside)(y, u.offset);
-                    }
+                    aside_rows(u, &acts[..n_asides], asides, acts_per_row, pool);
                 }
                 let asides: &[ActAside] = asides;
                 let act = |i: usize| &acts[i * acts_per_row..(i + 1) * acts_per_row];
@@ -757,6 +755,34 @@ fn quantize_rows<A: ActBlock>(
             A::quantize(&x[i * cols..(i + 1) * cols], ar);
         }
     });
+}
+
+/// The asides of the unpacked tiles' activation rows, eight rows per task
+/// on the pool (serial on the caller they cost a prefill 5% at one
+/// thread, more at two).
+fn aside_rows<W: WeightBlock>(
+    u: &Unpacked<W>,
+    acts: &[W::Act],
+    asides: &mut [ActAside],
+    acts_per_row: usize,
+    pool: &super::pool::Pool,
+) {
+    let per_task = 8 * acts_per_row;
+    let out = Disjoint::new(asides);
+    let task = |t: usize| {
+        let at = t * per_task..((t + 1) * per_task).min(acts.len());
+        // SAFETY: the blocks `at` of `asides` are written by this task only.
+        let mine = unsafe { out.part(at.clone()) };
+        for (s, y) in mine.iter_mut().zip(&acts[at]) {
+            *s = (u.aside)(y, u.offset);
+        }
+    };
+    let tasks = acts.len().div_ceil(per_task);
+    if pool.threads() <= 1 {
+        (0..tasks).for_each(task);
+    } else {
+        pool.run(tasks, &task);
+    }
 }
 
 /// Which activation rows of a batch llama.cpp's CPU backend multiplies with

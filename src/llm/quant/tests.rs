@@ -401,6 +401,17 @@ fn unpacked_tiles_equal_packed_pairs_bit_for_bit() {
                 .iter()
                 .map(|row| row.iter().map(|y| (u.aside)(y, u.offset)).collect())
                 .collect();
+            for (row, got) in acts.iter().zip(&asides) {
+                for (y, x) in row.iter().zip(got) {
+                    let want = ActAside::new(y, u.offset);
+                    assert_eq!(x.neg, want.neg, "{name} {isa:?}: aside sums");
+                    assert_eq!(
+                        x.d.to_bits(),
+                        want.d.to_bits(),
+                        "{name} {isa:?}: aside scale"
+                    );
+                }
+            }
             let s: [&[ActAside]; 4] = std::array::from_fn(|i| asides[i].as_slice());
             let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, s);
             let want = pair(&w[0], &w[1], a);
