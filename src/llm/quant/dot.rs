@@ -322,7 +322,7 @@ pub fn q5_k(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
 
 /// The 256 signed 6-bit values of a `Q6_K` block.
 #[inline(always)]
-fn q6_k_values(x: &BlockQ6K, vals: &mut [i8; QK_K]) {
+pub(super) fn q6_k_values(x: &BlockQ6K, vals: &mut [i8; QK_K]) {
     for n in 0..QK_K / 128 {
         let ql = &x.ql[64 * n..64 * n + 64];
         let qh = &x.qh[32 * n..32 * n + 32];

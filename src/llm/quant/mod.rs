@@ -17,6 +17,7 @@
 pub mod arm;
 pub mod dot;
 pub mod formats;
+pub mod outer;
 pub mod unpacked;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
@@ -437,14 +438,17 @@ impl QMatrix {
                 Batching::GroupsOf4,
             ),
             QType::Q5K => job.run::<BlockQ5K>(dot::q5_k, None, None),
-            QType::Q6K => job.run_split::<BlockQ6K>(
-                kernels::q6_k(isa),
-                kernels::q6_k_batched(isa),
-                kernels::q6_k_x4(isa),
-                None,
-                None,
-                Batching::AtLeast8,
-            ),
+            QType::Q6K => match kernels::q6_k_outer(isa).filter(|_| m >= 8) {
+                Some(tile) => outer::run_q6_k(job, tile, kernels::q6_k_batched(isa)),
+                None => job.run_split::<BlockQ6K>(
+                    kernels::q6_k(isa),
+                    kernels::q6_k_batched(isa),
+                    kernels::q6_k_x4(isa),
+                    None,
+                    None,
+                    Batching::AtLeast8,
+                ),
+            },
         }
     }
 
@@ -998,6 +1002,15 @@ mod kernels {
                 }
             }
         };
+    }
+
+    /// The outer-product `Q6_K` prefill tile, on CPUs that have one.
+    pub fn q6_k_outer(isa: Isa) -> Option<super::outer::OuterFn> {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Vnni => Some(super::x86::outer::q6_k_outer),
+            _ => None,
+        }
     }
 
     pick_unpacked!(q4_0_unpacked, BlockQ4_0, q4_0);

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use super::formats::*;
 
+pub mod outer;
 pub mod unpacked;
 
 /// True when this CPU has AVX2, FMA and F16C (checked once).

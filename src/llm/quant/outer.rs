@@ -1,0 +1,287 @@
+//! Prefill of `Q6_K` weights as outer products: each weight row widened
+//! once per task to signed bytes in element order (`q − 32`), and eight
+//! activation rows interleaved four bytes at a time, so one `vpdpbusd`
+//! multiplies four weights of one row by the same four positions of
+//! eight activation rows (one row per i32 lane). The 16-value sub-block
+//! sums stay integers per lane; the float work is once per 256-value
+//! block and weight row for all eight activation rows, where the dot
+//! product tiles do it once per block for every row pair.
+//!
+//! Exactness: `vpdpbusd` wants one unsigned side, so the activations are
+//! stored as `q + 128`; `Σ v·(q + 128) = Σ v·q + 128·Σ v`, and
+//! `128 · Σ_s scale_s · Σ v` is a constant of the weight block
+//! ([`WideQ6K::corr`]) taken off once. What remains is the exact integer
+//! `Σ_s scale_s · Σ v·q` of llama.cpp's tiled kernel, fused as
+//! `fma(d_w · sum, d_a, acc)` in block order: the same f32 operations as
+//! [`super::dot::q6_k_batched`], so the results equal it bit for bit.
+//!
+//! Must not know about layers or tokens; the kernels are per instruction
+//! set (`x86::outer`).
+
+use std::cell::RefCell;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::super::pool::{Disjoint, Pool};
+use super::formats::{BlockQ6K, BlockQ8K, QK_K, h2f};
+use super::{DotFn, Job, Part, chunk_rows, quantize_rows, with_scratch};
+
+/// One `Q6_K` block widened for the outer-product tiles.
+#[repr(C, align(32))]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct WideQ6K {
+    /// The 256 values, `q − 32`, in element order.
+    pub q: [i8; QK_K],
+    /// The 16 sub-block scales.
+    pub scales: [i32; 16],
+    /// `128 · Σ_s scale_s · Σ_{i∈s} q_i`: what the activations' +128
+    /// adds to the scaled sum.
+    pub corr: i32,
+    /// The block's `d`, widened.
+    pub d: f32,
+    pad: [u32; 6],
+}
+
+impl WideQ6K {
+    /// Widens one block.
+    pub fn new(x: &BlockQ6K) -> Self {
+        let mut w = Self::zeroed();
+        super::dot::q6_k_values(x, &mut w.q);
+        let mut corr = 0i32;
+        for (s, sub) in w.q.chunks_exact(16).enumerate() {
+            let scale = i32::from(x.scales[s]);
+            w.scales[s] = scale;
+            corr += scale * sub.iter().map(|&v| i32::from(v)).sum::<i32>();
+        }
+        w.corr = 128 * corr;
+        w.d = h2f(x.d);
+        w
+    }
+}
+
+/// Eight activation rows' block `b`, interleaved: bytes `4g..4g + 4` of
+/// row `j` (as `q + 128`) at `codes[32g + 4j..]`, and the rows' scales.
+#[repr(C, align(32))]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct ActX8 {
+    pub codes: [u8; QK_K * 8],
+    pub d: [f32; 8],
+}
+
+impl ActX8 {
+    /// Block `b` of eight activation rows.
+    pub fn new(rows: [&[BlockQ8K]; 8], b: usize) -> Self {
+        let mut x = Self::zeroed();
+        for (j, row) in rows.iter().enumerate() {
+            let y = &row[b];
+            x.d[j] = y.d;
+            for (g, four) in y.qs.chunks_exact(4).enumerate() {
+                for (e, &q) in four.iter().enumerate() {
+                    x.codes[32 * g + 4 * j + e] = (q as u8) ^ 0x80;
+                }
+            }
+        }
+        x
+    }
+}
+
+/// Four widened weight rows against eight interleaved activation rows:
+/// `[weight row][activation row]`.
+pub type OuterFn = fn([&[WideQ6K]; 4], &[ActX8]) -> [[f32; 8]; 4];
+
+/// [`OuterFn`] in plain Rust, the statement of what the SIMD tiles
+/// compute (and their test oracle).
+pub fn q6_k_outer_portable(w: [&[WideQ6K]; 4], a: &[ActX8]) -> [[f32; 8]; 4] {
+    let mut acc = [[0f32; 8]; 4];
+    for (t, row) in w.iter().enumerate() {
+        for (x, y) in row.iter().zip(a) {
+            for (j, acc) in acc[t].iter_mut().enumerate() {
+                let mut s1 = 0i32;
+                for s in 0..16 {
+                    let mut raw = 0i32;
+                    for i in 16 * s..16 * s + 16 {
+                        let (g, e) = (i / 4, i % 4);
+                        raw += i32::from(x.q[i]) * i32::from(y.codes[32 * g + 4 * j + e]);
+                    }
+                    s1 += x.scales[s] * raw;
+                }
+                *acc = (x.d * (s1 - x.corr) as f32).mul_add(y.d[j], *acc);
+            }
+        }
+    }
+    acc
+}
+
+/// `job` (`Q6_K` matrices, eight activation rows or more) through `tile`:
+/// the first `m − m % 8` rows as outer products, the rest through
+/// `batched` (the same rounding, row by row).
+pub(super) fn run_q6_k(job: Job<'_, '_>, tile: OuterFn, batched: DotFn<BlockQ6K>) {
+    let (x, m) = (job.x, job.m);
+    let cols = job.mats[0].cols;
+    let per_row = cols / QK_K;
+    let n8 = m - m % 8;
+    let pool = Pool::global();
+    let mut parts: Vec<Part<'_, BlockQ6K>> = Vec::with_capacity(job.mats.len());
+    let mut n_tasks = 0;
+    for (w, out) in job.mats.iter().zip(job.outs.iter_mut()) {
+        let chunk = chunk_rows(w.rows, m, pool.threads()).next_multiple_of(4);
+        parts.push(Part {
+            weights: w.blocks::<BlockQ6K>(),
+            rows: w.rows,
+            chunk,
+            first_task: n_tasks,
+            out: Disjoint::new(out),
+        });
+        n_tasks += w.rows.div_ceil(chunk);
+    }
+    with_scratch::<BlockQ8K, _>(m * per_row, |acts| {
+        quantize_rows::<BlockQ8K>(x, cols, acts, per_row, pool);
+        let acts: &[BlockQ8K] = acts;
+        let act = |i: usize| &acts[i * per_row..(i + 1) * per_row];
+        let groups = n8 / 8;
+        with_interleaved(groups * per_row, |x8| {
+            let out = Disjoint::new(x8);
+            on_pool(pool, groups, &|g| {
+                // SAFETY: group `g`'s blocks are written by this task only.
+                let mine = unsafe { out.part(g * per_row..(g + 1) * per_row) };
+                let rows: [&[BlockQ8K]; 8] = std::array::from_fn(|j| act(8 * g + j));
+                for (b, v) in mine.iter_mut().enumerate() {
+                    *v = ActX8::new(rows, b);
+                }
+            });
+            let x8: &[ActX8] = x8;
+            let task = |t: usize| {
+                let Some(part) = parts.iter().take_while(|p| p.first_task <= t).last() else {
+                    return;
+                };
+                let (rows, out) = (part.rows, &part.out);
+                let c = t - part.first_task;
+                let mine = c * part.chunk..((c + 1) * part.chunk).min(rows);
+                let row = |r: usize| &part.weights[r * per_row..(r + 1) * per_row];
+                with_wide(mine.len() * per_row, |wide| {
+                    for (k, r) in mine.clone().enumerate() {
+                        let to = &mut wide[k * per_row..(k + 1) * per_row];
+                        for (v, b) in to.iter_mut().zip(row(r)) {
+                            *v = WideQ6K::new(b);
+                        }
+                    }
+                    let wide: &[WideQ6K] = wide;
+                    let last = mine.len() - 1;
+                    let wrow = |k: usize| &wide[k.min(last) * per_row..(k.min(last) + 1) * per_row];
+                    for g in 0..groups {
+                        let ys = &x8[g * per_row..(g + 1) * per_row];
+                        for k0 in (0..mine.len()).step_by(4) {
+                            let got = tile(std::array::from_fn(|t| wrow(k0 + t)), ys);
+                            for (t, vals) in got.iter().enumerate().take(mine.len() - k0) {
+                                for (j, &v) in vals.iter().enumerate() {
+                                    // SAFETY: each (row, act) is written by
+                                    // exactly one task; `out` outlives it.
+                                    unsafe {
+                                        out.write((8 * g + j) * rows + mine.start + k0 + t, v)
+                                    };
+                                }
+                            }
+                        }
+                    }
+                });
+                for r in mine.clone() {
+                    for i in n8..m {
+                        // SAFETY: as above.
+                        unsafe { out.write(i * rows + r, batched(row(r), act(i))) };
+                    }
+                }
+            };
+            on_pool(pool, n_tasks, &task);
+        });
+    });
+}
+
+/// `f(0) .. f(tasks − 1)` on the pool, or on this thread alone.
+fn on_pool(pool: &Pool, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    if pool.threads() <= 1 {
+        (0..tasks).for_each(f);
+    } else {
+        pool.run(tasks, f);
+    }
+}
+
+thread_local! {
+    static INTERLEAVED: RefCell<Vec<ActX8>> = const { RefCell::new(Vec::new()) };
+    static WIDE: RefCell<Vec<WideQ6K>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's buffer of `n` interleaved activation blocks.
+fn with_interleaved<R>(n: usize, f: impl FnOnce(&mut [ActX8]) -> R) -> R {
+    INTERLEAVED.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, ActX8::zeroed());
+        }
+        f(&mut buf[..n])
+    })
+}
+
+/// Runs `f` on this thread's buffer of `n` widened weight blocks.
+fn with_wide<R>(n: usize, f: impl FnOnce(&mut [WideQ6K]) -> R) -> R {
+    WIDE.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, WideQ6K::zeroed());
+        }
+        f(&mut buf[..n])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::quant::dot;
+
+    #[test]
+    fn the_portable_outer_tile_equals_the_batched_dot_bit_for_bit() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let blocks = 3;
+        let w: Vec<Vec<BlockQ6K>> = (0..4)
+            .map(|_| {
+                (0..blocks)
+                    .map(|_| {
+                        let mut b = BlockQ6K::zeroed();
+                        let bytes: &mut [u8] = bytemuck::bytes_of_mut(&mut b);
+                        bytes.iter_mut().for_each(|v| *v = next() as u8);
+                        b.d = half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_bits();
+                        b
+                    })
+                    .collect()
+            })
+            .collect();
+        let acts: Vec<Vec<BlockQ8K>> = (0..8)
+            .map(|_| {
+                let x: Vec<f32> = (0..blocks * QK_K)
+                    .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+                    .collect();
+                let mut a = vec![BlockQ8K::zeroed(); blocks];
+                <BlockQ8K as crate::llm::quant::formats::ActBlock>::quantize(&x, &mut a);
+                a
+            })
+            .collect();
+        let wide: Vec<Vec<WideQ6K>> = w
+            .iter()
+            .map(|r| r.iter().map(WideQ6K::new).collect())
+            .collect();
+        let rows: [&[BlockQ8K]; 8] = std::array::from_fn(|j| acts[j].as_slice());
+        let x8: Vec<ActX8> = (0..blocks).map(|b| ActX8::new(rows, b)).collect();
+        let got = q6_k_outer_portable(std::array::from_fn(|t| wide[t].as_slice()), &x8);
+        for t in 0..4 {
+            for j in 0..8 {
+                let want = dot::q6_k_batched(&w[t], &acts[j]);
+                assert_eq!(got[t][j].to_bits(), want.to_bits(), "row {t} act {j}");
+            }
+        }
+    }
+}
