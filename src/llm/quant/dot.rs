@@ -213,7 +213,7 @@ pub fn q3_k(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
 
 /// Unpacked scales and mins of a `Q4_K`/`Q5_K` block.
 #[inline(always)]
-fn scales_mins_k4(raw: &[u8; 12]) -> ([i32; 8], [i32; 8]) {
+pub(super) fn scales_mins_k4(raw: &[u8; 12]) -> ([i32; 8], [i32; 8]) {
     let mut scales = [0i32; 8];
     let mut mins = [0i32; 8];
     for j in 0..8 {

@@ -429,17 +429,29 @@ impl QMatrix {
             ),
             QType::Q2K => job.run::<BlockQ2K>(dot::q2_k, None, None),
             QType::Q3K => job.run::<BlockQ3K>(dot::q3_k, None, None),
-            QType::Q4K => job.run_split::<BlockQ4K>(
-                kernels::q4_k(isa),
-                kernels::q4_k_batched(isa),
-                kernels::q4_k_x4(isa),
-                None,
-                None,
-                Batching::GroupsOf4,
-            ),
+            QType::Q4K => match kernels::q4_k_outer(isa).filter(|_| m >= 8) {
+                Some(tile) => outer::run(
+                    job,
+                    tile,
+                    kernels::q4_k_batched(isa),
+                    kernels::q4_k(isa),
+                    Batching::GroupsOf4.batched_rows(m),
+                ),
+                None => job.run_split::<BlockQ4K>(
+                    kernels::q4_k(isa),
+                    kernels::q4_k_batched(isa),
+                    kernels::q4_k_x4(isa),
+                    None,
+                    None,
+                    Batching::GroupsOf4,
+                ),
+            },
             QType::Q5K => job.run::<BlockQ5K>(dot::q5_k, None, None),
             QType::Q6K => match kernels::q6_k_outer(isa).filter(|_| m >= 8) {
-                Some(tile) => outer::run_q6_k(job, tile, kernels::q6_k_batched(isa)),
+                Some(tile) => {
+                    let batched = kernels::q6_k_batched(isa);
+                    outer::run(job, tile, batched, batched, m)
+                }
                 None => job.run_split::<BlockQ6K>(
                     kernels::q6_k(isa),
                     kernels::q6_k_batched(isa),
@@ -1004,14 +1016,21 @@ mod kernels {
         };
     }
 
-    /// The outer-product `Q6_K` prefill tile, on CPUs that have one.
-    pub fn q6_k_outer(isa: Isa) -> Option<super::outer::OuterFn> {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Vnni => Some(super::x86::outer::q6_k_outer),
-            _ => None,
-        }
+    macro_rules! pick_outer {
+        ($name:ident, $wide:ty) => {
+            /// The outer-product prefill tile, on CPUs that have one.
+            pub fn $name(isa: Isa) -> Option<super::outer::OuterFn<$wide>> {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Vnni => Some(super::x86::outer::$name),
+                    _ => None,
+                }
+            }
+        };
     }
+
+    pick_outer!(q4_k_outer, super::outer::WideQ4K);
+    pick_outer!(q6_k_outer, super::outer::WideQ6K);
 
     pick_unpacked!(q4_0_unpacked, BlockQ4_0, q4_0);
     pick_unpacked!(q5_0_unpacked, BlockQ5_0, q5_0);

@@ -1,5 +1,6 @@
-//! Prefill of `Q6_K` weights as outer products: each weight row widened
-//! once per task to signed bytes in element order (`q − 32`), and eight
+//! Prefill of K-quant weights (`Q4_K`, `Q6_K`) as outer products: each
+//! weight row widened once per task to signed bytes in element order
+//! (`Q6_K`: `q − 32`; `Q4_K`: the nibbles), and eight
 //! activation rows interleaved four bytes at a time, so one `vpdpbusd`
 //! multiplies four weights of one row by the same four positions of
 //! eight activation rows (one row per i32 lane). The 16-value sub-block
@@ -10,10 +11,13 @@
 //! Exactness: `vpdpbusd` wants one unsigned side, so the activations are
 //! stored as `q + 128`; `Σ v·(q + 128) = Σ v·q + 128·Σ v`, and
 //! `128 · Σ_s scale_s · Σ v` is a constant of the weight block
-//! ([`WideQ6K::corr`]) taken off once. What remains is the exact integer
-//! `Σ_s scale_s · Σ v·q` of llama.cpp's tiled kernel, fused as
-//! `fma(d_w · sum, d_a, acc)` in block order: the same f32 operations as
-//! [`super::dot::q6_k_batched`], so the results equal it bit for bit.
+//! ([`WideQ6K::corr`], [`WideQ4K::corr`]) taken off once. What remains
+//! are the exact integers of llama.cpp's batch kernels, fused in their
+//! order: `Q6_K` per block as `fma(d_w · sum, d_a, acc)` (its tiled
+//! kernel, [`super::dot::q6_k_batched`]), `Q4_K` per 64 values as
+//! `fma(sum, d_w · d_a, acc)` and the mins likewise (its repacked
+//! kernel, [`super::dot::q4_k_batched`]). The same f32 operations on
+//! the same values, so the results equal those kernels bit for bit.
 //!
 //! Must not know about layers or tokens; the kernels are per instruction
 //! set (`x86::outer`).
@@ -23,7 +27,7 @@ use std::cell::RefCell;
 use bytemuck::{Pod, Zeroable};
 
 use super::super::pool::{Disjoint, Pool};
-use super::formats::{BlockQ6K, BlockQ8K, QK_K, h2f};
+use super::formats::{BlockQ4K, BlockQ6K, BlockQ8K, QK_K, WeightBlock, h2f};
 use super::{DotFn, Job, Part, chunk_rows, quantize_rows, with_scratch};
 
 /// One `Q6_K` block widened for the outer-product tiles.
@@ -59,13 +63,70 @@ impl WideQ6K {
     }
 }
 
+/// A weight block type's widened form.
+pub trait Widen: Pod + Send + Sync {
+    type From: WeightBlock<Act = BlockQ8K>;
+    fn widen(x: &Self::From) -> Self;
+}
+
+impl Widen for WideQ6K {
+    type From = BlockQ6K;
+    fn widen(x: &BlockQ6K) -> Self {
+        Self::new(x)
+    }
+}
+
+/// One `Q4_K` block widened for the outer-product tiles.
+#[repr(C, align(32))]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct WideQ4K {
+    /// The 256 nibbles in element order (per 64: low halves, then high).
+    pub q: [i8; QK_K],
+    /// The eight 32-value sub-blocks' scales and mins.
+    pub scales: [i32; 8],
+    pub mins: [i32; 8],
+    /// Per 64-value group: `128 · Σ_s scale_s · Σ_{i∈s} q_i`.
+    pub corr: [i32; 4],
+    pub d: f32,
+    pub dmin: f32,
+    pad: [u32; 2],
+}
+
+impl Widen for WideQ4K {
+    type From = BlockQ4K;
+    fn widen(x: &BlockQ4K) -> Self {
+        let mut w = Self::zeroed();
+        (w.scales, w.mins) = super::dot::scales_mins_k4(&x.scales);
+        for j in 0..QK_K / 64 {
+            for l in 0..32 {
+                w.q[64 * j + l] = (x.qs[32 * j + l] & 0xF) as i8;
+                w.q[64 * j + 32 + l] = (x.qs[32 * j + l] >> 4) as i8;
+            }
+        }
+        for j in 0..QK_K / 64 {
+            let sum = |s: usize| {
+                w.q[32 * s..32 * s + 32]
+                    .iter()
+                    .map(|&v| i32::from(v))
+                    .sum::<i32>()
+            };
+            w.corr[j] = 128 * (w.scales[2 * j] * sum(2 * j) + w.scales[2 * j + 1] * sum(2 * j + 1));
+        }
+        w.d = h2f(x.d);
+        w.dmin = h2f(x.dmin);
+        w
+    }
+}
+
 /// Eight activation rows' block `b`, interleaved: bytes `4g..4g + 4` of
-/// row `j` (as `q + 128`) at `codes[32g + 4j..]`, and the rows' scales.
+/// row `j` (as `q + 128`) at `codes[32g + 4j..]`, the rows' scales, and
+/// their sums per 32 values (`bs[k][j]`, for the `Q4_K` mins).
 #[repr(C, align(32))]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct ActX8 {
     pub codes: [u8; QK_K * 8],
     pub d: [f32; 8],
+    pub bs: [[i32; 8]; QK_K / 32],
 }
 
 impl ActX8 {
@@ -75,6 +136,9 @@ impl ActX8 {
         for (j, row) in rows.iter().enumerate() {
             let y = &row[b];
             x.d[j] = y.d;
+            for (k, bs) in x.bs.iter_mut().enumerate() {
+                bs[j] = i32::from(y.bsums[2 * k]) + i32::from(y.bsums[2 * k + 1]);
+            }
             for (g, four) in y.qs.chunks_exact(4).enumerate() {
                 for (e, &q) in four.iter().enumerate() {
                     x.codes[32 * g + 4 * j + e] = (q as u8) ^ 0x80;
@@ -87,7 +151,7 @@ impl ActX8 {
 
 /// Four widened weight rows against eight interleaved activation rows:
 /// `[weight row][activation row]`.
-pub type OuterFn = fn([&[WideQ6K]; 4], &[ActX8]) -> [[f32; 8]; 4];
+pub type OuterFn<V> = fn([&[V]; 4], &[ActX8]) -> [[f32; 8]; 4];
 
 /// [`OuterFn`] in plain Rust, the statement of what the SIMD tiles
 /// compute (and their test oracle).
@@ -112,21 +176,28 @@ pub fn q6_k_outer_portable(w: [&[WideQ6K]; 4], a: &[ActX8]) -> [[f32; 8]; 4] {
     acc
 }
 
-/// `job` (`Q6_K` matrices, eight activation rows or more) through `tile`:
-/// the first `m − m % 8` rows as outer products, the rest through
-/// `batched` (the same rounding, row by row).
-pub(super) fn run_q6_k(job: Job<'_, '_>, tile: OuterFn, batched: DotFn<BlockQ6K>) {
+/// `job` (K-quant matrices, eight activation rows or more) through
+/// `tile`: the first `m − m % 8` rows as outer products, the others row by
+/// row, through `batched` below `n_batched` and `single` from there (the
+/// split llama.cpp's rounding makes: see `Batching`).
+pub(super) fn run<V: Widen>(
+    job: Job<'_, '_>,
+    tile: OuterFn<V>,
+    batched: DotFn<V::From>,
+    single: DotFn<V::From>,
+    n_batched: usize,
+) {
     let (x, m) = (job.x, job.m);
     let cols = job.mats[0].cols;
     let per_row = cols / QK_K;
     let n8 = m - m % 8;
     let pool = Pool::global();
-    let mut parts: Vec<Part<'_, BlockQ6K>> = Vec::with_capacity(job.mats.len());
+    let mut parts: Vec<Part<'_, V::From>> = Vec::with_capacity(job.mats.len());
     let mut n_tasks = 0;
     for (w, out) in job.mats.iter().zip(job.outs.iter_mut()) {
         let chunk = chunk_rows(w.rows, m, pool.threads()).next_multiple_of(4);
         parts.push(Part {
-            weights: w.blocks::<BlockQ6K>(),
+            weights: w.blocks::<V::From>(),
             rows: w.rows,
             chunk,
             first_task: n_tasks,
@@ -158,14 +229,14 @@ pub(super) fn run_q6_k(job: Job<'_, '_>, tile: OuterFn, batched: DotFn<BlockQ6K>
                 let c = t - part.first_task;
                 let mine = c * part.chunk..((c + 1) * part.chunk).min(rows);
                 let row = |r: usize| &part.weights[r * per_row..(r + 1) * per_row];
-                with_wide(mine.len() * per_row, |wide| {
+                with_wide::<V, _>(mine.len() * per_row, |wide| {
                     for (k, r) in mine.clone().enumerate() {
                         let to = &mut wide[k * per_row..(k + 1) * per_row];
                         for (v, b) in to.iter_mut().zip(row(r)) {
-                            *v = WideQ6K::new(b);
+                            *v = V::widen(b);
                         }
                     }
-                    let wide: &[WideQ6K] = wide;
+                    let wide: &[V] = wide;
                     let last = mine.len() - 1;
                     let wrow = |k: usize| &wide[k.min(last) * per_row..(k.min(last) + 1) * per_row];
                     for g in 0..groups {
@@ -186,8 +257,9 @@ pub(super) fn run_q6_k(job: Job<'_, '_>, tile: OuterFn, batched: DotFn<BlockQ6K>
                 });
                 for r in mine.clone() {
                     for i in n8..m {
+                        let dot = if i < n_batched { batched } else { single };
                         // SAFETY: as above.
-                        unsafe { out.write(i * rows + r, batched(row(r), act(i))) };
+                        unsafe { out.write(i * rows + r, dot(row(r), act(i))) };
                     }
                 }
             };
@@ -207,7 +279,7 @@ fn on_pool(pool: &Pool, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
 
 thread_local! {
     static INTERLEAVED: RefCell<Vec<ActX8>> = const { RefCell::new(Vec::new()) };
-    static WIDE: RefCell<Vec<WideQ6K>> = const { RefCell::new(Vec::new()) };
+    static WIDE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on this thread's buffer of `n` interleaved activation blocks.
@@ -221,14 +293,22 @@ fn with_interleaved<R>(n: usize, f: impl FnOnce(&mut [ActX8]) -> R) -> R {
     })
 }
 
+/// 32 aligned bytes: the backing of the widened-weights buffer, whatever
+/// the type (every widened block is a whole number of lines).
+#[repr(C, align(32))]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Line([u8; 32]);
+
 /// Runs `f` on this thread's buffer of `n` widened weight blocks.
-fn with_wide<R>(n: usize, f: impl FnOnce(&mut [WideQ6K]) -> R) -> R {
+fn with_wide<V: Widen, R>(n: usize, f: impl FnOnce(&mut [V]) -> R) -> R {
+    const { assert!(std::mem::size_of::<V>().is_multiple_of(32) && std::mem::align_of::<V>() <= 32) };
     WIDE.with(|cell| {
         let mut buf = cell.borrow_mut();
-        if buf.len() < n {
-            buf.resize(n, WideQ6K::zeroed());
+        let lines = n * std::mem::size_of::<V>() / 32;
+        if buf.len() < lines {
+            buf.resize(lines, Line([0; 32]));
         }
-        f(&mut buf[..n])
+        f(bytemuck::cast_slice_mut(&mut buf[..lines]))
     })
 }
 

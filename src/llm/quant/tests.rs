@@ -532,43 +532,62 @@ fn four_act_rows<A: ActBlock>(blocks: usize, rng: &mut Lcg) -> [Vec<A>; 4] {
     })
 }
 
-/// Every `Q6_K` batch of eight rows or more equals the batched row kernel
-/// bit for bit on every kernel set, outer-product tiles included: weight
-/// rows not a multiple of four, activation rows not a multiple of eight,
-/// one and several threads' worth of tasks.
+/// Every K-quant batch of eight rows or more equals the row kernels llama.cpp's
+/// rounding picks (batched, then single for `Q4_K`'s last `m % 4`) bit for
+/// bit on every kernel set, outer-product tiles included: weight rows not a
+/// multiple of four, activation rows not a multiple of eight, one and
+/// several threads' worth of tasks.
 #[test]
-fn q6_k_batches_equal_the_batched_rows_bit_for_bit() {
-    let mut rng = Lcg(53);
-    let (rows, cols) = (19, 768);
-    let n = rows * cols / QK_K;
-    let blocks = random_blocks::<BlockQ6K>(n, QType::Q6K.scale_offsets(), &mut rng);
-    let m = QMatrix::new(
-        QType::Q6K,
-        rows,
-        cols,
-        Bytes::copy_from(bytemuck::cast_slice(&blocks)),
-    )
-    .unwrap();
-    let per_row = cols / QK_K;
-    for batch in [8, 13, 20] {
-        let x: Vec<f32> = (0..batch * cols).map(|_| rng.unit()).collect();
-        for &isa in Isa::available() {
-            let mut got = vec![0f32; batch * rows];
-            m.matmul_on(isa, &x, batch, &mut got);
-            for i in 0..batch {
-                let mut acts = vec![BlockQ8K::zeroed(); per_row];
-                BlockQ8K::quantize(&x[i * cols..(i + 1) * cols], &mut acts);
-                for r in 0..rows {
-                    let want =
-                        kernels::q6_k_batched(isa)(&blocks[r * per_row..(r + 1) * per_row], &acts);
-                    assert_eq!(
-                        got[i * rows + r].to_bits(),
-                        want.to_bits(),
-                        "{} batch {batch}: act {i} row {r}",
-                        isa.name()
-                    );
+fn k_quant_batches_equal_the_row_kernels_bit_for_bit() {
+    fn check<W: WeightBlock<Act = BlockQ8K>>(
+        ty: QType,
+        rows_for: fn(Isa, usize, usize) -> DotFn<W>,
+        rng: &mut Lcg,
+    ) {
+        let (rows, cols) = (19, 768);
+        let per_row = cols / QK_K;
+        let blocks = random_blocks::<W>(rows * per_row, ty.scale_offsets(), rng);
+        let m = QMatrix::new(
+            ty,
+            rows,
+            cols,
+            Bytes::copy_from(bytemuck::cast_slice(&blocks)),
+        )
+        .unwrap();
+        for batch in [8, 13, 20] {
+            let x: Vec<f32> = (0..batch * cols).map(|_| rng.unit()).collect();
+            for &isa in Isa::available() {
+                let mut got = vec![0f32; batch * rows];
+                m.matmul_on(isa, &x, batch, &mut got);
+                for i in 0..batch {
+                    let mut acts = vec![BlockQ8K::zeroed(); per_row];
+                    BlockQ8K::quantize(&x[i * cols..(i + 1) * cols], &mut acts);
+                    for r in 0..rows {
+                        let dot = rows_for(isa, i, batch);
+                        let want = dot(&blocks[r * per_row..(r + 1) * per_row], &acts);
+                        assert_eq!(
+                            got[i * rows + r].to_bits(),
+                            want.to_bits(),
+                            "{} on {} batch {batch}: act {i} row {r}",
+                            ty.name(),
+                            isa.name()
+                        );
+                    }
                 }
             }
         }
     }
+    let mut rng = Lcg(53);
+    check::<BlockQ6K>(QType::Q6K, |isa, _, _| kernels::q6_k_batched(isa), &mut rng);
+    check::<BlockQ4K>(
+        QType::Q4K,
+        |isa, i, m| {
+            if i < m - m % 4 {
+                kernels::q4_k_batched(isa)
+            } else {
+                kernels::q4_k(isa)
+            }
+        },
+        &mut rng,
+    );
 }
