@@ -129,4 +129,5 @@ pick_outer!(q4_k_outer, super::outer::WideQ4K);
 pick_outer!(q6_k_outer, super::outer::WideQ6K);
 
 pick_unpacked!(q4_0_unpacked, BlockQ4_0, q4_0);
+pick_unpacked!(q4_1_unpacked, BlockQ4_1, q4_1);
 pick_unpacked!(q5_0_unpacked, BlockQ5_0, q5_0);

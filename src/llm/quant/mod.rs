@@ -34,7 +34,7 @@ use half::{bf16, f16};
 
 use super::pool::Disjoint;
 use formats::*;
-use unpacked::{ActAside, Lanes, Unpacked};
+use unpacked::{ActAside, BlockScales, Lanes, Unpacked};
 
 /// The weight types Hearth runs natively (ggml's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -414,10 +414,11 @@ impl QMatrix {
                 kernels::q4_0_x2x4(isa),
                 kernels::q4_0_unpacked(isa),
             ),
-            QType::Q4_1 => job.run::<BlockQ4_1>(
+            QType::Q4_1 => job.run_unpacked::<BlockQ4_1>(
                 kernels::q4_1(isa),
                 kernels::q4_1_x4(isa),
                 kernels::q4_1_x2x4(isa),
+                kernels::q4_1_unpacked(isa),
             ),
             QType::Q5_0 => job.run_unpacked::<BlockQ5_0>(
                 kernels::q5_0(isa),
@@ -601,7 +602,7 @@ impl Job<'_, '_> {
                                 let at = k * per_row..(k + 1) * per_row;
                                 (u.unpack)(row(r), &mut lanes[at.clone()], &mut scales[at]);
                             }
-                            let (lanes, scales): (&[Lanes], &[f32]) = (lanes, scales);
+                            let (lanes, scales): (&[Lanes], &[BlockScales]) = (lanes, scales);
                             let urow = |r: usize| {
                                 let at = (r - mine.start) * per_row..(r - mine.start + 1) * per_row;
                                 (&lanes[at.clone()], &scales[at])
@@ -881,7 +882,7 @@ fn with_scratch<A: ActBlock, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
 
 thread_local! {
     static ASIDES: RefCell<Vec<ActAside>> = const { RefCell::new(Vec::new()) };
-    static UNPACKED: RefCell<(Vec<Lanes>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static UNPACKED: RefCell<(Vec<Lanes>, Vec<BlockScales>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Runs `f` on a per-thread buffer of `n` activation asides.
@@ -896,13 +897,13 @@ fn with_asides<R>(n: usize, f: impl FnOnce(&mut [ActAside]) -> R) -> R {
 }
 
 /// Runs `f` on per-thread buffers for `n` unpacked weight blocks.
-fn with_unpacked<R>(n: usize, f: impl FnOnce(&mut [Lanes], &mut [f32]) -> R) -> R {
+fn with_unpacked<R>(n: usize, f: impl FnOnce(&mut [Lanes], &mut [BlockScales]) -> R) -> R {
     UNPACKED.with(|cell| {
         let mut buf = cell.borrow_mut();
         let (lanes, scales) = &mut *buf;
         if lanes.len() < n {
             lanes.resize(n, <Lanes as bytemuck::Zeroable>::zeroed());
-            scales.resize(n, 0.0);
+            scales.resize(n, [0.0; 2]);
         }
         f(&mut lanes[..n], &mut scales[..n])
     })

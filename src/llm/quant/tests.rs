@@ -393,7 +393,7 @@ fn unpacked_tiles_equal_packed_pairs_bit_for_bit() {
                 continue;
             };
             let mut lanes = vec![vec![Lanes([0; 32]); blocks]; 2];
-            let mut scales = vec![vec![0f32; blocks]; 2];
+            let mut scales = vec![vec![[0f32; 2]; blocks]; 2];
             for r in 0..2 {
                 (u.unpack)(&w[r], &mut lanes[r], &mut scales[r]);
             }
@@ -590,4 +590,42 @@ fn k_quant_batches_equal_the_row_kernels_bit_for_bit() {
         },
         &mut rng,
     );
+}
+
+/// The unpacked `Q4_1` pairs equal two calls of the packed four-row tile
+/// bit for bit (x86 has no packed `Q4_1` pair to compare with).
+#[test]
+fn unpacked_q4_1_pairs_equal_the_tiles_bit_for_bit() {
+    let mut rng = Lcg(59);
+    let blocks = 14;
+    let f16s = QType::Q4_1.scale_offsets();
+    let w = [
+        random_blocks::<BlockQ4_1>(blocks, f16s, &mut rng),
+        random_blocks::<BlockQ4_1>(blocks, f16s, &mut rng),
+    ];
+    let acts = four_act_rows::<BlockQ8_1>(blocks, &mut rng);
+    let a: [&[BlockQ8_1]; 4] = std::array::from_fn(|i| acts[i].as_slice());
+    let mut checked = 0;
+    for &isa in Isa::available() {
+        let (Some(tile), Some(u)) = (kernels::q4_1_x4(isa), kernels::q4_1_unpacked(isa)) else {
+            continue;
+        };
+        let mut lanes = vec![vec![Lanes([0; 32]); blocks]; 2];
+        let mut scales = vec![vec![[0f32; 2]; blocks]; 2];
+        for r in 0..2 {
+            (u.unpack)(&w[r], &mut lanes[r], &mut scales[r]);
+        }
+        let asides: Vec<Vec<ActAside>> = acts
+            .iter()
+            .map(|row| row.iter().map(|y| (u.aside)(y, u.offset)).collect())
+            .collect();
+        let s: [&[ActAside]; 4] = std::array::from_fn(|i| asides[i].as_slice());
+        let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, s);
+        let want = [tile(&w[0], a), tile(&w[1], a)];
+        assert_pair_bits(got, want, "Q4_1", isa);
+        checked += 1;
+    }
+    if Isa::available().contains(&Isa::Avx2) {
+        assert!(checked > 0, "Q4_1: no unpacked kernel on an AVX2 CPU");
+    }
 }

@@ -1,7 +1,7 @@
 //! Prefill over weights unpacked once per task: the legacy types whose
 //! values are an unsigned byte minus a fixed offset (`Q4_0`: nibble − 8,
-//! `Q5_0`: five bits − 16) are widened to those unsigned bytes and an f32
-//! scale once, then every activation row meets them with one
+//! `Q5_0`: five bits − 16) or plus a per-block min (`Q4_1`: d·nibble + m)
+//! are widened to those unsigned bytes and their f32 scales once, then every activation row meets them with one
 //! unsigned × signed multiply-add, corrected by the row's precomputed
 //! `−offset · Σy` per four-value lane ([`ActAside`]).
 //!
@@ -18,22 +18,23 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::formats::{BlockQ8_0, WeightBlock, h2f};
+use super::formats::{BlockQ8_0, BlockQ8_1, WeightBlock, h2f};
 
 /// One weight block's 32 values as unsigned bytes (value + offset).
 #[repr(C, align(32))]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct Lanes(pub [u8; 32]);
 
-/// What the unpacked tiles read of a `Q8_0` activation block besides its
+/// What the unpacked tiles read of an activation block besides its
 /// quants: minus the weight type's offset times the sum of each four-value
-/// lane, and the block's scale widened to f32.
+/// lane, the block's scale widened to f32, and (`Q8_1`) its `s`.
 #[repr(C, align(16))]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct ActAside {
     pub neg: [i32; 8],
     pub d: f32,
-    pad: [f32; 3],
+    pub s: f32,
+    pad: [f32; 2],
 }
 
 impl ActAside {
@@ -46,20 +47,34 @@ impl ActAside {
         Self {
             neg,
             d: h2f(y.d),
-            pad: [0.0; 3],
+            s: 0.0,
+            pad: [0.0; 2],
+        }
+    }
+
+    /// The aside of a `Q8_1` block (weights with no offset: `Q4_1`).
+    pub fn of_q8_1(y: &BlockQ8_1, _offset: i32) -> Self {
+        Self {
+            neg: [0; 8],
+            d: h2f(y.d),
+            s: h2f(y.s),
+            pad: [0.0; 2],
         }
     }
 }
 
+/// A weight block's scales widened: `d`, and `m` (`Q4_1`; 0 otherwise).
+pub type BlockScales = [f32; 2];
+
 /// Two unpacked weight rows (bytes and scales) against four activation
 /// rows and their asides, `[row][act]`.
 pub type UnpackedPairFn<A> =
-    fn([&[Lanes]; 2], [&[f32]; 2], [&[A]; 4], [&[ActAside]; 4]) -> [[f32; 4]; 2];
+    fn([&[Lanes]; 2], [&[BlockScales]; 2], [&[A]; 4], [&[ActAside]; 4]) -> [[f32; 4]; 2];
 
 /// A weight type's unpacked prefill kernels on one instruction set.
 pub struct Unpacked<W: WeightBlock> {
     /// A row of blocks into its bytes and scales.
-    pub unpack: fn(&[W], &mut [Lanes], &mut [f32]),
+    pub unpack: fn(&[W], &mut [Lanes], &mut [BlockScales]),
     /// This type's offset (what [`ActAside::new`] is given).
     pub offset: i32,
     /// An activation block's aside for that offset.
