@@ -541,27 +541,13 @@ impl Job<'_, '_> {
         unpacked: Option<Unpacked<W>>,
         batching: Batching,
     ) {
-        let (x, m) = (self.x, self.m);
-        let cols = self.mats[0].cols;
+        let Job { mats, x, m, outs } = self;
+        let cols = mats[0].cols;
         let n_batched = batching.batched_rows(m);
         let per_row = cols / W::N;
         let acts_per_row = cols / <W::Act as ActBlock>::N;
         let pool = super::pool::Pool::global();
-        // Each matrix's rows in tasks; task numbers run on across matrices.
-        let mut parts: [Option<Part<'_, W>>; MAX_PARTS] = [None, None, None];
-        let mut n_tasks = 0;
-        for (k, (w, out)) in self.mats.iter().zip(self.outs.iter_mut()).enumerate() {
-            let chunk = chunk_rows(w.rows, m, pool.threads());
-            let tasks = w.rows.div_ceil(chunk);
-            parts[k] = Some(Part {
-                weights: w.blocks::<W>(),
-                rows: w.rows,
-                chunk,
-                first_task: n_tasks,
-                out: Disjoint::new(out),
-            });
-            n_tasks += tasks;
-        }
+        let tasks = Tasks::<W>::new(mats, outs, m, pool.threads(), 1);
         let n_tiled = if tile.is_some() {
             n_batched - n_batched % 4
         } else {
@@ -584,17 +570,10 @@ impl Job<'_, '_> {
                 let act = |i: usize| &acts[i * acts_per_row..(i + 1) * acts_per_row];
                 let aside = |i: usize| &asides[i * acts_per_row..(i + 1) * acts_per_row];
                 let task = |t: usize| {
-                    let Some(part) = parts
-                        .iter()
-                        .flatten()
-                        .take_while(|p| p.first_task <= t)
-                        .last()
-                    else {
+                    let Some((part, mine)) = tasks.get(t) else {
                         return;
                     };
                     let (weights, rows, out) = (part.weights, part.rows, &part.out);
-                    let c = t - part.first_task;
-                    let mine = c * part.chunk..((c + 1) * part.chunk).min(rows);
                     let row = |r: usize| &weights[r * per_row..(r + 1) * per_row];
                     match &unpacked {
                         Some(u) => with_unpacked(mine.len() * per_row, |lanes, scales| {
@@ -648,12 +627,7 @@ impl Job<'_, '_> {
                         }
                     }
                 };
-                if pool.threads() <= 1 {
-                    // One compute thread: no hand-off to the pool and back.
-                    (0..n_tasks).for_each(task);
-                } else {
-                    pool.run(n_tasks, &task);
-                }
+                pool.run(tasks.count, &task);
             });
         });
     }
@@ -748,6 +722,52 @@ struct Part<'a, W> {
     out: Disjoint<'a, f32>,
 }
 
+/// A job's matrices cut into tasks of rows, the task numbers running on
+/// across matrices (so one pool run covers the fused Q/K/V or gate/up).
+struct Tasks<'a, W> {
+    parts: [Option<Part<'a, W>>; MAX_PARTS],
+    count: usize,
+}
+
+impl<'a, W: WeightBlock> Tasks<'a, W> {
+    /// Tasks of [`chunk_rows`] rows, rounded up to a multiple of `align`
+    /// (the weight rows a tile takes at once).
+    fn new(
+        mats: &[&'a QMatrix],
+        outs: &'a mut [&mut [f32]],
+        m: usize,
+        threads: usize,
+        align: usize,
+    ) -> Self {
+        let mut parts: [Option<Part<'a, W>>; MAX_PARTS] = [None, None, None];
+        let mut count = 0;
+        for (k, (w, out)) in mats.iter().zip(outs.iter_mut()).enumerate() {
+            let chunk = chunk_rows(w.rows, m, threads).next_multiple_of(align);
+            parts[k] = Some(Part {
+                weights: w.blocks::<W>(),
+                rows: w.rows,
+                chunk,
+                first_task: count,
+                out: Disjoint::new(out),
+            });
+            count += w.rows.div_ceil(chunk);
+        }
+        Self { parts, count }
+    }
+
+    /// Task `t`'s matrix and its rows of it.
+    fn get(&self, t: usize) -> Option<(&Part<'a, W>, Range<usize>)> {
+        let part = self
+            .parts
+            .iter()
+            .flatten()
+            .take_while(|p| p.first_task <= t)
+            .last()?;
+        let c = t - part.first_task;
+        Some((part, c * part.chunk..((c + 1) * part.chunk).min(part.rows)))
+    }
+}
+
 /// Quantizes the `[m, cols]` rows of `x` into `acts`, split across the pool
 /// when there are enough rows to pay for it (prefill).
 fn quantize_rows<A: ActBlock>(
@@ -798,12 +818,7 @@ fn aside_rows<W: WeightBlock>(
             *s = (u.aside)(y, u.offset);
         }
     };
-    let tasks = acts.len().div_ceil(per_task);
-    if pool.threads() <= 1 {
-        (0..tasks).for_each(task);
-    } else {
-        pool.run(tasks, &task);
-    }
+    pool.run(acts.len().div_ceil(per_task), &task);
 }
 
 /// Which activation rows of a batch llama.cpp's CPU backend multiplies with

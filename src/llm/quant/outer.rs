@@ -28,7 +28,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::super::pool::{Disjoint, Pool};
 use super::formats::{BlockQ4K, BlockQ6K, BlockQ8K, QK_K, WeightBlock, h2f};
-use super::{DotFn, Job, Part, chunk_rows, quantize_rows, with_scratch};
+use super::{DotFn, Job, Tasks, quantize_rows, with_scratch};
 
 /// One `Q6_K` block widened for the outer-product tiles.
 #[repr(C, align(32))]
@@ -187,24 +187,12 @@ pub(super) fn run<V: Widen>(
     single: DotFn<V::From>,
     n_batched: usize,
 ) {
-    let (x, m) = (job.x, job.m);
-    let cols = job.mats[0].cols;
+    let Job { mats, x, m, outs } = job;
+    let cols = mats[0].cols;
     let per_row = cols / QK_K;
     let n8 = m - m % 8;
     let pool = Pool::global();
-    let mut parts: Vec<Part<'_, V::From>> = Vec::with_capacity(job.mats.len());
-    let mut n_tasks = 0;
-    for (w, out) in job.mats.iter().zip(job.outs.iter_mut()) {
-        let chunk = chunk_rows(w.rows, m, pool.threads()).next_multiple_of(4);
-        parts.push(Part {
-            weights: w.blocks::<V::From>(),
-            rows: w.rows,
-            chunk,
-            first_task: n_tasks,
-            out: Disjoint::new(out),
-        });
-        n_tasks += w.rows.div_ceil(chunk);
-    }
+    let tasks = Tasks::<V::From>::new(mats, outs, m, pool.threads(), 4);
     with_scratch::<BlockQ8K, _>(m * per_row, |acts| {
         quantize_rows::<BlockQ8K>(x, cols, acts, per_row, pool);
         let acts: &[BlockQ8K] = acts;
@@ -212,7 +200,7 @@ pub(super) fn run<V: Widen>(
         let groups = n8 / 8;
         with_interleaved(groups * per_row, |x8| {
             let out = Disjoint::new(x8);
-            on_pool(pool, groups, &|g| {
+            pool.run(groups, &|g| {
                 // SAFETY: group `g`'s blocks are written by this task only.
                 let mine = unsafe { out.part(g * per_row..(g + 1) * per_row) };
                 let rows: [&[BlockQ8K]; 8] = std::array::from_fn(|j| act(8 * g + j));
@@ -222,12 +210,10 @@ pub(super) fn run<V: Widen>(
             });
             let x8: &[ActX8] = x8;
             let task = |t: usize| {
-                let Some(part) = parts.iter().take_while(|p| p.first_task <= t).last() else {
+                let Some((part, mine)) = tasks.get(t) else {
                     return;
                 };
                 let (rows, out) = (part.rows, &part.out);
-                let c = t - part.first_task;
-                let mine = c * part.chunk..((c + 1) * part.chunk).min(rows);
                 let row = |r: usize| &part.weights[r * per_row..(r + 1) * per_row];
                 with_wide::<V, _>(mine.len() * per_row, |wide| {
                     for (k, r) in mine.clone().enumerate() {
@@ -263,18 +249,9 @@ pub(super) fn run<V: Widen>(
                     }
                 }
             };
-            on_pool(pool, n_tasks, &task);
+            pool.run(tasks.count, &task);
         });
     });
-}
-
-/// `f(0) .. f(tasks − 1)` on the pool, or on this thread alone.
-fn on_pool(pool: &Pool, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
-    if pool.threads() <= 1 {
-        (0..tasks).for_each(f);
-    } else {
-        pool.run(tasks, f);
-    }
 }
 
 thread_local! {
