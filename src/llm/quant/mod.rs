@@ -11,7 +11,7 @@
 //! four-row tiles that unpack each weight block once per four activation
 //! rows, so prefill streams the weights once per chunk, not once per token.
 //! Batches of eight rows or more go through wider layouts made per task:
-//! [`unpacked`] (`Q4_0`, `Q5_0`) and, on VNNI CPUs, [`outer`] (`Q4_K`,
+//! [`unpacked`] (`Q4_0`, `Q4_1`, `Q5_0`) and, on VNNI CPUs, [`outer`] (`Q4_K`,
 //! `Q6_K`), each bit-identical to the kernels it replaces. The dispatch
 //! tables are in `kernels`.
 //!

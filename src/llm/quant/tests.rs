@@ -392,15 +392,7 @@ fn unpacked_tiles_equal_packed_pairs_bit_for_bit() {
             let (Some(pair), Some(u)) = (pair(isa), unpacked(isa)) else {
                 continue;
             };
-            let mut lanes = vec![vec![Lanes([0; 32]); blocks]; 2];
-            let mut scales = vec![vec![[0f32; 2]; blocks]; 2];
-            for r in 0..2 {
-                (u.unpack)(&w[r], &mut lanes[r], &mut scales[r]);
-            }
-            let asides: Vec<Vec<ActAside>> = acts
-                .iter()
-                .map(|row| row.iter().map(|y| (u.aside)(y, u.offset)).collect())
-                .collect();
+            let (got_pair, asides) = unpacked_pair(&u, &w, &acts);
             for (row, got) in acts.iter().zip(&asides) {
                 for (y, x) in row.iter().zip(got) {
                     let want = ActAside::new(y, u.offset);
@@ -412,10 +404,8 @@ fn unpacked_tiles_equal_packed_pairs_bit_for_bit() {
                     );
                 }
             }
-            let s: [&[ActAside]; 4] = std::array::from_fn(|i| asides[i].as_slice());
-            let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, s);
             let want = pair(&w[0], &w[1], a);
-            assert_pair_bits(got, want, name, isa);
+            assert_pair_bits(got_pair, want, name, isa);
             checked += 1;
         }
         if Isa::available().contains(&Isa::Avx2) {
@@ -506,6 +496,29 @@ fn k_quant_tiles_equal_batched_rows_bit_for_bit() {
         kernels::q6_k_x4,
         &mut rng,
     );
+}
+
+/// Two weight rows unpacked by `u` against four activation rows and their
+/// asides (which it also returns): what the prefill loop does per pair.
+fn unpacked_pair<W: WeightBlock>(
+    u: &Unpacked<W>,
+    w: &[Vec<W>; 2],
+    acts: &[Vec<W::Act>; 4],
+) -> ([[f32; 4]; 2], Vec<Vec<ActAside>>) {
+    let blocks = w[0].len();
+    let mut lanes = vec![vec![Lanes([0; 32]); blocks]; 2];
+    let mut scales = vec![vec![[0f32; 2]; blocks]; 2];
+    for r in 0..2 {
+        (u.unpack)(&w[r], &mut lanes[r], &mut scales[r]);
+    }
+    let asides: Vec<Vec<ActAside>> = acts
+        .iter()
+        .map(|row| row.iter().map(|y| (u.aside)(y, u.offset)).collect())
+        .collect();
+    let a: [&[W::Act]; 4] = std::array::from_fn(|i| acts[i].as_slice());
+    let s: [&[ActAside]; 4] = std::array::from_fn(|i| asides[i].as_slice());
+    let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, s);
+    (got, asides)
 }
 
 /// Two weight rows × four activation rows, equal bit for bit.
@@ -610,17 +623,7 @@ fn unpacked_q4_1_pairs_equal_the_tiles_bit_for_bit() {
         let (Some(tile), Some(u)) = (kernels::q4_1_x4(isa), kernels::q4_1_unpacked(isa)) else {
             continue;
         };
-        let mut lanes = vec![vec![Lanes([0; 32]); blocks]; 2];
-        let mut scales = vec![vec![[0f32; 2]; blocks]; 2];
-        for r in 0..2 {
-            (u.unpack)(&w[r], &mut lanes[r], &mut scales[r]);
-        }
-        let asides: Vec<Vec<ActAside>> = acts
-            .iter()
-            .map(|row| row.iter().map(|y| (u.aside)(y, u.offset)).collect())
-            .collect();
-        let s: [&[ActAside]; 4] = std::array::from_fn(|i| asides[i].as_slice());
-        let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, s);
+        let (got, _) = unpacked_pair(&u, &w, &acts);
         let want = [tile(&w[0], a), tile(&w[1], a)];
         assert_pair_bits(got, want, "Q4_1", isa);
         checked += 1;

@@ -1,9 +1,10 @@
 //! Prefill over weights unpacked once per task: the legacy types whose
 //! values are an unsigned byte minus a fixed offset (`Q4_0`: nibble − 8,
 //! `Q5_0`: five bits − 16) or plus a per-block min (`Q4_1`: d·nibble + m)
-//! are widened to those unsigned bytes and their f32 scales once, then every activation row meets them with one
-//! unsigned × signed multiply-add, corrected by the row's precomputed
-//! `−offset · Σy` per four-value lane ([`ActAside`]).
+//! are widened to those unsigned bytes and their f32 scales once, then
+//! every activation row meets them with one unsigned × signed
+//! multiply-add, corrected by the row's precomputed `−offset · Σy` per
+//! four-value lane ([`ActAside`]; `Q4_1` adds `m·s` per block instead).
 //!
 //! The corrected lane is the same integer the packed tiles compute with
 //! ggml's sign trick (`Σ q·y` over the same four values), and the scale

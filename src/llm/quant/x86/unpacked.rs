@@ -74,28 +74,6 @@ unsafe fn pair_body<S: LaneSum>(
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pair_avx2(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_0]; 4],
-    s: [&[ActAside]; 4],
-) -> [[f32; 4]; 2] {
-    // SAFETY: AVX2 enabled here.
-    unsafe { pair_body::<Maddubs>(u, d, a, s) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-unsafe fn pair_vnni(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_0]; 4],
-    s: [&[ActAside]; 4],
-) -> [[f32; 4]; 2] {
-    // SAFETY: AVX2 and VNNI enabled here.
-    unsafe { pair_body::<Vnni>(u, d, a, s) }
-}
-
 fn check_lengths<A>(u: [&[Lanes]; 2], d: [&[BlockScales]; 2], a: [&[A]; 4], s: [&[ActAside]; 4]) {
     let n = u[0].len();
     assert!(
@@ -107,54 +85,82 @@ fn check_lengths<A>(u: [&[Lanes]; 2], d: [&[BlockScales]; 2], a: [&[A]; 4], s: [
     );
 }
 
-fn pair(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_0]; 4],
-    s: [&[ActAside]; 4],
-) -> [[f32; 4]; 2] {
-    debug_assert!(has_avx2());
-    check_lengths(u, d, a, s);
-    // SAFETY: handed out only when `has_avx2()` said yes; lengths checked.
-    unsafe { pair_avx2(u, d, a, s) }
-}
-
-fn pair_dp(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_0]; 4],
-    s: [&[ActAside]; 4],
-) -> [[f32; 4]; 2] {
-    debug_assert!(has_vnni());
-    check_lengths(u, d, a, s);
-    // SAFETY: handed out only when `has_vnni()` said yes; lengths checked.
-    unsafe { pair_vnni(u, d, a, s) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unpack_q4_0_avx2(w: &[BlockQ4_0], u: &mut [Lanes], d: &mut [BlockScales]) {
-    for ((x, u), d) in w.iter().zip(u.iter_mut()).zip(d.iter_mut()) {
-        // SAFETY: 16 packed bytes in, 32 aligned bytes out.
-        unsafe {
-            let q = bytes_from_nibbles_32(&x.qs);
-            _mm256_store_si256(u.0.as_mut_ptr() as *mut __m256i, q);
+/// A pair body's two builds (AVX2 `vpmaddubsw`, AVX-512 VNNI
+/// `vpdpbusd`) as the checked functions [`Unpacked::pair`] holds.
+macro_rules! pair_kernels {
+    ($body:ident, $act:ty, $avx2:ident, $vnni:ident) => {
+        pair_kernels!(@one $avx2, $body, $act, Maddubs, has_avx2, "avx2,fma,f16c");
+        pair_kernels!(@one $vnni, $body, $act, Vnni, has_vnni, "avx2,fma,f16c,avx512vnni,avx512vl");
+    };
+    (@one $name:ident, $body:ident, $act:ty, $sum:ty, $has:ident, $features:literal) => {
+        fn $name(
+            u: [&[Lanes]; 2],
+            d: [&[BlockScales]; 2],
+            a: [&[$act]; 4],
+            s: [&[ActAside]; 4],
+        ) -> [[f32; 4]; 2] {
+            #[target_feature(enable = $features)]
+            unsafe fn imp(
+                u: [&[Lanes]; 2],
+                d: [&[BlockScales]; 2],
+                a: [&[$act]; 4],
+                s: [&[ActAside]; 4],
+            ) -> [[f32; 4]; 2] {
+                // SAFETY: the features `$sum` needs are enabled here.
+                unsafe { $body::<$sum>(u, d, a, s) }
+            }
+            debug_assert!($has());
+            check_lengths(u, d, a, s);
+            // SAFETY: handed out only when `$has()` said yes; lengths checked.
+            unsafe { imp(u, d, a, s) }
         }
-        *d = [h(x.d), 0.0];
-    }
+    };
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unpack_q5_0_avx2(w: &[BlockQ5_0], u: &mut [Lanes], d: &mut [BlockScales]) {
-    for ((x, u), d) in w.iter().zip(u.iter_mut()).zip(d.iter_mut()) {
-        // SAFETY: 16 packed bytes in, 32 aligned bytes out.
-        unsafe {
-            let hi = _mm256_and_si256(bytes_from_bits_32(&x.qh), _mm256_set1_epi8(0x10));
-            let q = _mm256_or_si256(bytes_from_nibbles_32(&x.qs), hi);
-            _mm256_store_si256(u.0.as_mut_ptr() as *mut __m256i, q);
+pair_kernels!(pair_body, BlockQ8_0, pair, pair_dp);
+
+/// A row of blocks into unsigned bytes (`$lanes` of block `$x`) and
+/// scales, as the checked function [`Unpacked::unpack`] holds.
+macro_rules! unpack_kernel {
+    ($name:ident, $w:ty, |$x:ident| $lanes:expr, $scales:expr) => {
+        fn $name(w: &[$w], u: &mut [Lanes], d: &mut [BlockScales]) {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn imp(w: &[$w], u: &mut [Lanes], d: &mut [BlockScales]) {
+                for (($x, u), d) in w.iter().zip(u.iter_mut()).zip(d.iter_mut()) {
+                    // SAFETY: the block's packed bytes in, 32 aligned bytes out.
+                    unsafe { _mm256_store_si256(u.0.as_mut_ptr() as *mut __m256i, $lanes) };
+                    *d = $scales;
+                }
+            }
+            assert!(u.len() == w.len() && d.len() == w.len(), "unpack lengths");
+            debug_assert!(has_avx2());
+            // SAFETY: handed out only when `has_avx2()` said yes.
+            unsafe { imp(w, u, d) }
         }
-        *d = [h(x.d), 0.0];
-    }
+    };
 }
+
+unpack_kernel!(
+    unpack_q4_0,
+    BlockQ4_0,
+    |x| bytes_from_nibbles_32(&x.qs),
+    [h(x.d), 0.0]
+);
+unpack_kernel!(
+    unpack_q5_0,
+    BlockQ5_0,
+    |x| _mm256_or_si256(
+        bytes_from_nibbles_32(&x.qs),
+        _mm256_and_si256(bytes_from_bits_32(&x.qh), _mm256_set1_epi8(0x10))
+    ),
+    [h(x.d), 0.0]
+);
+unpack_kernel!(
+    unpack_q4_1,
+    BlockQ4_1,
+    |x| bytes_from_nibbles_32(&x.qs),
+    [h(x.d), h(x.m)]
+);
 
 /// [`ActAside::new`] in four instructions: byte pairs summed by
 /// `vpmaddubsw` against ones, then pairs of pairs times `−offset` by
@@ -177,20 +183,6 @@ fn aside(y: &BlockQ8_0, offset: i32) -> ActAside {
     debug_assert!(has_avx2());
     // SAFETY: handed out only when `has_avx2()` said yes.
     unsafe { aside_avx2(y, offset) }
-}
-
-fn unpack_q4_0(w: &[BlockQ4_0], u: &mut [Lanes], d: &mut [BlockScales]) {
-    assert!(u.len() == w.len() && d.len() == w.len(), "unpack lengths");
-    debug_assert!(has_avx2());
-    // SAFETY: handed out only when `has_avx2()` said yes.
-    unsafe { unpack_q4_0_avx2(w, u, d) }
-}
-
-fn unpack_q5_0(w: &[BlockQ5_0], u: &mut [Lanes], d: &mut [BlockScales]) {
-    assert!(u.len() == w.len() && d.len() == w.len(), "unpack lengths");
-    debug_assert!(has_avx2());
-    // SAFETY: handed out only when `has_avx2()` said yes.
-    unsafe { unpack_q5_0_avx2(w, u, d) }
 }
 
 /// `Q4_0` (nibble − 8), with VNNI's `vpdpbusd` when `vnni`.
@@ -250,70 +242,7 @@ unsafe fn q4_1_pair_body<S: LaneSum>(
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1_pair_avx2(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_1]; 4],
-    s: [&[ActAside]; 4],
-) -> [[f32; 4]; 2] {
-    // SAFETY: AVX2 enabled here.
-    unsafe { q4_1_pair_body::<Maddubs>(u, d, a, s) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-unsafe fn q4_1_pair_vnni(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_1]; 4],
-    s: [&[ActAside]; 4],
-) -> [[f32; 4]; 2] {
-    // SAFETY: AVX2 and VNNI enabled here.
-    unsafe { q4_1_pair_body::<Vnni>(u, d, a, s) }
-}
-
-fn q4_1_pair(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_1]; 4],
-    s: [&[ActAside]; 4],
-) -> [[f32; 4]; 2] {
-    debug_assert!(has_avx2());
-    check_lengths(u, d, a, s);
-    // SAFETY: handed out only when `has_avx2()` said yes; lengths checked.
-    unsafe { q4_1_pair_avx2(u, d, a, s) }
-}
-
-fn q4_1_pair_dp(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_1]; 4],
-    s: [&[ActAside]; 4],
-) -> [[f32; 4]; 2] {
-    debug_assert!(has_vnni());
-    check_lengths(u, d, a, s);
-    // SAFETY: handed out only when `has_vnni()` said yes; lengths checked.
-    unsafe { q4_1_pair_vnni(u, d, a, s) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unpack_q4_1_avx2(w: &[BlockQ4_1], u: &mut [Lanes], d: &mut [BlockScales]) {
-    for ((x, u), d) in w.iter().zip(u.iter_mut()).zip(d.iter_mut()) {
-        // SAFETY: 16 packed bytes in, 32 aligned bytes out.
-        unsafe {
-            let q = bytes_from_nibbles_32(&x.qs);
-            _mm256_store_si256(u.0.as_mut_ptr() as *mut __m256i, q);
-        }
-        *d = [h(x.d), h(x.m)];
-    }
-}
-
-fn unpack_q4_1(w: &[BlockQ4_1], u: &mut [Lanes], d: &mut [BlockScales]) {
-    assert!(u.len() == w.len() && d.len() == w.len(), "unpack lengths");
-    debug_assert!(has_avx2());
-    // SAFETY: handed out only when `has_avx2()` said yes.
-    unsafe { unpack_q4_1_avx2(w, u, d) }
-}
+pair_kernels!(q4_1_pair_body, BlockQ8_1, q4_1_pair, q4_1_pair_dp);
 
 /// `Q4_1` (nibble, no offset; the min through `Q8_1`'s `s`), with VNNI's
 /// `vpdpbusd` when `vnni`.
