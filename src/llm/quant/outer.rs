@@ -46,9 +46,16 @@ pub struct WideQ6K {
     pad: [u32; 6],
 }
 
-impl WideQ6K {
+/// A weight block type's widened form.
+pub trait Widen: Pod + Send + Sync {
+    type From: WeightBlock<Act = BlockQ8K>;
     /// Widens one block.
-    pub fn new(x: &BlockQ6K) -> Self {
+    fn widen(x: &Self::From) -> Self;
+}
+
+impl Widen for WideQ6K {
+    type From = BlockQ6K;
+    fn widen(x: &BlockQ6K) -> Self {
         let mut w = Self::zeroed();
         super::dot::q6_k_values(x, &mut w.q);
         let mut corr = 0i32;
@@ -60,19 +67,6 @@ impl WideQ6K {
         w.corr = 128 * corr;
         w.d = h2f(x.d);
         w
-    }
-}
-
-/// A weight block type's widened form.
-pub trait Widen: Pod + Send + Sync {
-    type From: WeightBlock<Act = BlockQ8K>;
-    fn widen(x: &Self::From) -> Self;
-}
-
-impl Widen for WideQ6K {
-    type From = BlockQ6K;
-    fn widen(x: &BlockQ6K) -> Self {
-        Self::new(x)
     }
 }
 
@@ -329,7 +323,7 @@ mod tests {
             .collect();
         let wide: Vec<Vec<WideQ6K>> = w
             .iter()
-            .map(|r| r.iter().map(WideQ6K::new).collect())
+            .map(|r| r.iter().map(WideQ6K::widen).collect())
             .collect();
         let rows: [&[BlockQ8K]; 8] = std::array::from_fn(|j| acts[j].as_slice());
         let x8: Vec<ActX8> = (0..blocks).map(|b| ActX8::new(rows, b)).collect();
