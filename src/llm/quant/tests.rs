@@ -379,7 +379,7 @@ fn unpacked_tiles_equal_packed_pairs_bit_for_bit() {
         unpacked: fn(Isa) -> Option<Unpacked<W>>,
         rng: &mut Lcg,
     ) {
-        let blocks = 14;
+        let blocks = 37; // more than two of the tiles' chunks of scale products
         let (name, f16s) = (ty.name(), ty.scale_offsets());
         let w = [
             random_blocks::<W>(blocks, f16s, rng),
@@ -393,16 +393,14 @@ fn unpacked_tiles_equal_packed_pairs_bit_for_bit() {
                 continue;
             };
             let (got_pair, asides) = unpacked_pair(&u, &w, &acts);
-            for (row, got) in acts.iter().zip(&asides) {
-                for (y, x) in row.iter().zip(got) {
-                    let want = ActAside::new(y, u.offset);
-                    assert_eq!(x.neg, want.neg, "{name} {isa:?}: aside sums");
-                    assert_eq!(
-                        x.d.to_bits(),
-                        want.d.to_bits(),
-                        "{name} {isa:?}: aside scale"
-                    );
-                }
+            for (b, x) in asides.iter().enumerate() {
+                let want = ActAside::new(std::array::from_fn(|k| &acts[k][b]), u.offset);
+                assert_eq!(x.neg, want.neg, "{name} {isa:?}: aside sums");
+                assert_eq!(
+                    x.d.map(f32::to_bits),
+                    want.d.map(f32::to_bits),
+                    "{name} {isa:?}: aside scales"
+                );
             }
             let want = pair(&w[0], &w[1], a);
             assert_pair_bits(got_pair, want, name, isa);
@@ -504,20 +502,18 @@ fn unpacked_pair<W: WeightBlock>(
     u: &Unpacked<W>,
     w: &[Vec<W>; 2],
     acts: &[Vec<W::Act>; 4],
-) -> ([[f32; 4]; 2], Vec<Vec<ActAside>>) {
+) -> ([[f32; 4]; 2], Vec<ActAside>) {
     let blocks = w[0].len();
     let mut lanes = vec![vec![Lanes([0; 32]); blocks]; 2];
     let mut scales = vec![vec![[0f32; 2]; blocks]; 2];
     for r in 0..2 {
         (u.unpack)(&w[r], &mut lanes[r], &mut scales[r]);
     }
-    let asides: Vec<Vec<ActAside>> = acts
-        .iter()
-        .map(|row| row.iter().map(|y| (u.aside)(y, u.offset)).collect())
+    let asides: Vec<ActAside> = (0..blocks)
+        .map(|b| (u.aside)(std::array::from_fn(|k| &acts[k][b]), u.offset))
         .collect();
     let a: [&[W::Act]; 4] = std::array::from_fn(|i| acts[i].as_slice());
-    let s: [&[ActAside]; 4] = std::array::from_fn(|i| asides[i].as_slice());
-    let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, s);
+    let got = (u.pair)([&lanes[0], &lanes[1]], [&scales[0], &scales[1]], a, &asides);
     (got, asides)
 }
 
@@ -610,7 +606,7 @@ fn k_quant_batches_equal_the_row_kernels_bit_for_bit() {
 #[test]
 fn unpacked_q4_1_pairs_equal_the_tiles_bit_for_bit() {
     let mut rng = Lcg(59);
-    let blocks = 14;
+    let blocks = 37; // more than two of the tiles' chunks of scale products
     let f16s = QType::Q4_1.scale_offsets();
     let w = [
         random_blocks::<BlockQ4_1>(blocks, f16s, &mut rng),

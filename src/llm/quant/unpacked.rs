@@ -26,40 +26,42 @@ use super::formats::{BlockQ8_0, BlockQ8_1, WeightBlock, h2f};
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct Lanes(pub [u8; 32]);
 
-/// What the unpacked tiles read of an activation block besides its
-/// quants: minus the weight type's offset times the sum of each four-value
-/// lane, the block's scale widened to f32, and (`Q8_1`) its `s`.
-#[repr(C, align(16))]
+/// What the unpacked tiles read of a group of four activation rows at one
+/// block besides their quants: per row, minus the weight type's offset
+/// times the sum of each four-value lane; the four blocks' scales widened
+/// to f32 side by side (so a tile multiplies them by a weight scale in one
+/// instruction); and (`Q8_1`) their `s`.
+#[repr(C, align(32))]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct ActAside {
-    pub neg: [i32; 8],
-    pub d: f32,
-    pub s: f32,
-    pad: [f32; 2],
+    pub neg: [[i32; 8]; 4],
+    pub d: [f32; 4],
+    pub s: [f32; 4],
 }
 
 impl ActAside {
-    /// The aside of `y` for weights stored as `value + offset`.
-    pub fn new(y: &BlockQ8_0, offset: i32) -> Self {
-        let mut neg = [0i32; 8];
-        for (lane, q) in neg.iter_mut().zip(y.qs.chunks_exact(4)) {
-            *lane = -offset * q.iter().map(|&v| i32::from(v)).sum::<i32>();
+    /// The aside of `y` (one block of each of four rows) for weights
+    /// stored as `value + offset`.
+    pub fn new(y: [&BlockQ8_0; 4], offset: i32) -> Self {
+        let mut neg = [[0i32; 8]; 4];
+        for (lanes, y) in neg.iter_mut().zip(y) {
+            for (lane, q) in lanes.iter_mut().zip(y.qs.chunks_exact(4)) {
+                *lane = -offset * q.iter().map(|&v| i32::from(v)).sum::<i32>();
+            }
         }
         Self {
             neg,
-            d: h2f(y.d),
-            s: 0.0,
-            pad: [0.0; 2],
+            d: y.map(|y| h2f(y.d)),
+            s: [0.0; 4],
         }
     }
 
-    /// The aside of a `Q8_1` block (weights with no offset: `Q4_1`).
-    pub fn of_q8_1(y: &BlockQ8_1, _offset: i32) -> Self {
+    /// The aside of four `Q8_1` blocks (weights with no offset: `Q4_1`).
+    pub fn of_q8_1(y: [&BlockQ8_1; 4], _offset: i32) -> Self {
         Self {
-            neg: [0; 8],
-            d: h2f(y.d),
-            s: h2f(y.s),
-            pad: [0.0; 2],
+            neg: [[0; 8]; 4],
+            d: y.map(|y| h2f(y.d)),
+            s: y.map(|y| h2f(y.s)),
         }
     }
 }
@@ -68,9 +70,9 @@ impl ActAside {
 pub type BlockScales = [f32; 2];
 
 /// Two unpacked weight rows (bytes and scales) against four activation
-/// rows and their asides, `[row][act]`.
+/// rows and their asides (one per block), `[row][act]`.
 pub type UnpackedPairFn<A> =
-    fn([&[Lanes]; 2], [&[BlockScales]; 2], [&[A]; 4], [&[ActAside]; 4]) -> [[f32; 4]; 2];
+    fn([&[Lanes]; 2], [&[BlockScales]; 2], [&[A]; 4], &[ActAside]) -> [[f32; 4]; 2];
 
 /// A weight type's unpacked prefill kernels on one instruction set.
 pub struct Unpacked<W: WeightBlock> {
@@ -78,8 +80,8 @@ pub struct Unpacked<W: WeightBlock> {
     pub unpack: fn(&[W], &mut [Lanes], &mut [BlockScales]),
     /// This type's offset (what [`ActAside::new`] is given).
     pub offset: i32,
-    /// An activation block's aside for that offset.
-    pub aside: fn(&W::Act, i32) -> ActAside,
+    /// The aside of one block of four activation rows for that offset.
+    pub aside: fn([&W::Act; 4], i32) -> ActAside,
     pub pair: UnpackedPairFn<W::Act>,
 }
 

@@ -41,46 +41,131 @@ impl LaneSum for Vnni {
     }
 }
 
+/// Blocks whose scale products a tile computes ahead of their sums.
+const CHUNK: usize = 16;
+
+/// The scale products `d_x · d_y` of blocks `b0..b1` for both weight rows
+/// (`[block][row · 4 + act]`): two four-wide multiplies per block where a
+/// multiply per row and activation row would otherwise sit between every
+/// integer sum and its fused multiply-add. The same f32 products, so the
+/// results do not change.
 #[inline(always)]
-unsafe fn pair_body<S: LaneSum>(
+unsafe fn scale_products(
+    d: [&[BlockScales]; 2],
+    s: &[ActAside],
+    b0: usize,
+    b1: usize,
+    p: &mut [[f32; 8]; CHUNK],
+) {
+    // SAFETY: `b1 - b0 <= CHUNK` and `b1` is within every slice (the
+    // caller's loop); the caller's CPU has AVX2.
+    unsafe {
+        for b in b0..b1 {
+            let dy = _mm_load_ps(s.get_unchecked(b).d.as_ptr());
+            let out = p.get_unchecked_mut(b - b0).as_mut_ptr();
+            _mm_storeu_ps(out, _mm_mul_ps(_mm_set1_ps(d[0].get_unchecked(b)[0]), dy));
+            _mm_storeu_ps(
+                out.add(4),
+                _mm_mul_ps(_mm_set1_ps(d[1].get_unchecked(b)[0]), dy),
+            );
+        }
+    }
+}
+
+/// An activation block's 32 quants.
+trait Quants {
+    fn qs(&self) -> &[i8; 32];
+}
+
+impl Quants for BlockQ8_0 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+}
+
+impl Quants for BlockQ8_1 {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+}
+
+/// Two unpacked rows × four activation rows: per block, each lane's
+/// corrected integer sum fused with `d_x·d_y` into its row's accumulator
+/// (ggml's order); with `MINS` (`Q4_1`), `m_x·s_y` summed per block too
+/// and added after the lanes.
+#[inline(always)]
+unsafe fn pair_body_of<S: LaneSum, A: Quants, const MINS: bool>(
     u: [&[Lanes]; 2],
     d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_0]; 4],
-    s: [&[ActAside]; 4],
+    a: [&[A]; 4],
+    s: &[ActAside],
 ) -> [[f32; 4]; 2] {
     // SAFETY: every slice is as long as `u[0]` (checked by the wrapper);
     // `Lanes` and the quants are 32 readable bytes; the caller's CPU has
     // AVX2 and what `S` needs.
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); 4]; 2];
-        for b in 0..u[0].len() {
-            let u0 = _mm256_load_si256(u[0].get_unchecked(b).0.as_ptr() as *const __m256i);
-            let u1 = _mm256_load_si256(u[1].get_unchecked(b).0.as_ptr() as *const __m256i);
-            let d0 = _mm256_set1_ps(d[0].get_unchecked(b)[0]);
-            let d1 = _mm256_set1_ps(d[1].get_unchecked(b)[0]);
-            for k in 0..4 {
-                let y = a[k].get_unchecked(b);
-                let x = s[k].get_unchecked(b);
-                let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-                let neg = _mm256_loadu_si256(x.neg.as_ptr() as *const __m256i);
-                let dy = _mm256_set1_ps(x.d);
-                let s0 = _mm256_cvtepi32_ps(S::sum(neg, u0, qy));
-                let s1 = _mm256_cvtepi32_ps(S::sum(neg, u1, qy));
-                acc[0][k] = _mm256_fmadd_ps(_mm256_mul_ps(d0, dy), s0, acc[0][k]);
-                acc[1][k] = _mm256_fmadd_ps(_mm256_mul_ps(d1, dy), s1, acc[1][k]);
+        let mut mins = [_mm_setzero_ps(); 2];
+        let mut p = [[0f32; 8]; CHUNK];
+        let n = u[0].len();
+        for b0 in (0..n).step_by(CHUNK) {
+            let b1 = (b0 + CHUNK).min(n);
+            scale_products(d, s, b0, b1, &mut p);
+            for b in b0..b1 {
+                let u0 = _mm256_load_si256(u[0].get_unchecked(b).0.as_ptr() as *const __m256i);
+                let u1 = _mm256_load_si256(u[1].get_unchecked(b).0.as_ptr() as *const __m256i);
+                let x = s.get_unchecked(b);
+                if MINS {
+                    let sy = _mm_load_ps(x.s.as_ptr());
+                    for (r, m) in mins.iter_mut().enumerate() {
+                        let mx = _mm_set1_ps(d[r].get_unchecked(b)[1]);
+                        *m = _mm_add_ps(*m, _mm_mul_ps(mx, sy));
+                    }
+                }
+                let pb = p.get_unchecked(b - b0);
+                for k in 0..4 {
+                    let qy = a[k].get_unchecked(b).qs();
+                    let qy = _mm256_loadu_si256(qy.as_ptr() as *const __m256i);
+                    let neg = _mm256_load_si256(x.neg[k].as_ptr() as *const __m256i);
+                    let s0 = _mm256_cvtepi32_ps(S::sum(neg, u0, qy));
+                    let s1 = _mm256_cvtepi32_ps(S::sum(neg, u1, qy));
+                    acc[0][k] = _mm256_fmadd_ps(_mm256_broadcast_ss(&pb[k]), s0, acc[0][k]);
+                    acc[1][k] = _mm256_fmadd_ps(_mm256_broadcast_ss(&pb[4 + k]), s1, acc[1][k]);
+                }
             }
         }
-        acc.map(|row| row.map(|v| hsum_float_8(v)))
+        let sums = acc.map(|row| row.map(|v| hsum_float_8(v)));
+        if !MINS {
+            return sums;
+        }
+        let mut m = [[0f32; 4]; 2];
+        _mm_storeu_ps(m[0].as_mut_ptr(), mins[0]);
+        _mm_storeu_ps(m[1].as_mut_ptr(), mins[1]);
+        std::array::from_fn(|r| std::array::from_fn(|k| sums[r][k] + m[r][k]))
     }
 }
 
-fn check_lengths<A>(u: [&[Lanes]; 2], d: [&[BlockScales]; 2], a: [&[A]; 4], s: [&[ActAside]; 4]) {
+/// `Q4_0` and `Q5_0` × `Q8_0` (the offset in the asides' `neg`).
+#[inline(always)]
+unsafe fn pair_body<S: LaneSum>(
+    u: [&[Lanes]; 2],
+    d: [&[BlockScales]; 2],
+    a: [&[BlockQ8_0]; 4],
+    s: &[ActAside],
+) -> [[f32; 4]; 2] {
+    // SAFETY: the wrapper's checks and features, passed on.
+    unsafe { pair_body_of::<S, BlockQ8_0, false>(u, d, a, s) }
+}
+
+fn check_lengths<A>(u: [&[Lanes]; 2], d: [&[BlockScales]; 2], a: [&[A]; 4], s: &[ActAside]) {
     let n = u[0].len();
     assert!(
         u[1].len() == n
             && d.iter().all(|r| r.len() == n)
             && a.iter().all(|r| r.len() == n)
-            && s.iter().all(|r| r.len() == n),
+            && s.len() == n,
         "unpacked tile lengths"
     );
 }
@@ -97,14 +182,14 @@ macro_rules! pair_kernels {
             u: [&[Lanes]; 2],
             d: [&[BlockScales]; 2],
             a: [&[$act]; 4],
-            s: [&[ActAside]; 4],
+            s: &[ActAside],
         ) -> [[f32; 4]; 2] {
             #[target_feature(enable = $features)]
             unsafe fn imp(
                 u: [&[Lanes]; 2],
                 d: [&[BlockScales]; 2],
                 a: [&[$act]; 4],
-                s: [&[ActAside]; 4],
+                s: &[ActAside],
             ) -> [[f32; 4]; 2] {
                 // SAFETY: the features `$sum` needs are enabled here.
                 unsafe { $body::<$sum>(u, d, a, s) }
@@ -162,24 +247,26 @@ unpack_kernel!(
     [h(x.d), h(x.m)]
 );
 
-/// [`ActAside::new`] in four instructions: byte pairs summed by
+/// [`ActAside::new`] in four instructions a row: byte pairs summed by
 /// `vpmaddubsw` against ones, then pairs of pairs times `−offset` by
 /// `vpmaddwd` (exact: |Σ| ≤ 4 · 128 · 16).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn aside_avx2(y: &BlockQ8_0, offset: i32) -> ActAside {
+unsafe fn aside_avx2(y: [&BlockQ8_0; 4], offset: i32) -> ActAside {
     let mut s = ActAside::zeroed();
-    // SAFETY: 32 quant bytes in, eight i32 lanes out.
-    unsafe {
-        let q = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-        let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
-        let neg = _mm256_madd_epi16(pairs, _mm256_set1_epi16(-(offset as i16)));
-        _mm256_storeu_si256(s.neg.as_mut_ptr() as *mut __m256i, neg);
+    for (k, y) in y.iter().enumerate() {
+        // SAFETY: 32 quant bytes in, eight i32 lanes out.
+        unsafe {
+            let q = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+            let neg = _mm256_madd_epi16(pairs, _mm256_set1_epi16(-(offset as i16)));
+            _mm256_store_si256(s.neg[k].as_mut_ptr() as *mut __m256i, neg);
+        }
+        s.d[k] = h(y.d);
     }
-    s.d = h(y.d);
     s
 }
 
-fn aside(y: &BlockQ8_0, offset: i32) -> ActAside {
+fn aside(y: [&BlockQ8_0; 4], offset: i32) -> ActAside {
     debug_assert!(has_avx2());
     // SAFETY: handed out only when `has_avx2()` said yes.
     unsafe { aside_avx2(y, offset) }
@@ -205,41 +292,19 @@ pub fn q5_0(vnni: bool) -> Unpacked<BlockQ5_0> {
     }
 }
 
-/// `Q4_1` × `Q8_1`, two unpacked rows × four activation rows: per row
-/// pair the float operations of [`super::q4_1_x4`] (the lane sums fused
-/// with `d_x·d_y`, the mins added as `m_x·s_y` per block, in block
-/// order), so the results equal that tile's bit for bit.
+/// `Q4_1` × `Q8_1`: per row pair the float operations of
+/// [`super::q4_1_x4`] (the lane sums fused with `d_x·d_y`, the mins added
+/// as `m_x·s_y` per block, in block order, four activation rows per
+/// instruction), so the results equal that tile's bit for bit.
 #[inline(always)]
 unsafe fn q4_1_pair_body<S: LaneSum>(
     u: [&[Lanes]; 2],
     d: [&[BlockScales]; 2],
     a: [&[BlockQ8_1]; 4],
-    s: [&[ActAside]; 4],
+    s: &[ActAside],
 ) -> [[f32; 4]; 2] {
-    // SAFETY: as in `pair_body`.
-    unsafe {
-        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
-        let mut summs = [[0f32; 4]; 2];
-        let zero = _mm256_setzero_si256();
-        for b in 0..u[0].len() {
-            let u0 = _mm256_load_si256(u[0].get_unchecked(b).0.as_ptr() as *const __m256i);
-            let u1 = _mm256_load_si256(u[1].get_unchecked(b).0.as_ptr() as *const __m256i);
-            let [dx0, mx0] = *d[0].get_unchecked(b);
-            let [dx1, mx1] = *d[1].get_unchecked(b);
-            for k in 0..4 {
-                let y = a[k].get_unchecked(b);
-                let x = s[k].get_unchecked(b);
-                let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-                summs[0][k] += mx0 * x.s;
-                summs[1][k] += mx1 * x.s;
-                let s0 = _mm256_cvtepi32_ps(S::sum(zero, u0, qy));
-                let s1 = _mm256_cvtepi32_ps(S::sum(zero, u1, qy));
-                acc[0][k] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * x.d), s0, acc[0][k]);
-                acc[1][k] = _mm256_fmadd_ps(_mm256_set1_ps(dx1 * x.d), s1, acc[1][k]);
-            }
-        }
-        std::array::from_fn(|r| std::array::from_fn(|k| hsum_float_8(acc[r][k]) + summs[r][k]))
-    }
+    // SAFETY: the wrapper's checks and features, passed on.
+    unsafe { pair_body_of::<S, BlockQ8_1, true>(u, d, a, s) }
 }
 
 pair_kernels!(q4_1_pair_body, BlockQ8_1, q4_1_pair, q4_1_pair_dp);
