@@ -1,6 +1,8 @@
 //! The unpacked prefill tiles (see [`super::super::unpacked`]) in AVX2 and
-//! AVX-512 VNNI builds: `Q4_0` and `Q5_0` rows widened to unsigned bytes
-//! once, then two rows × four activation rows per call.
+//! AVX-512 VNNI builds: `Q4_0`, `Q5_0` and `Q4_1` rows widened to unsigned
+//! bytes once, then two rows × four activation rows per call, the eight
+//! scale products of each block computed four to an instruction ahead of
+//! the integer sums.
 
 use std::arch::x86_64::*;
 
