@@ -98,7 +98,7 @@ impl Quants for BlockQ8_1 {
 /// (ggml's order); with `MINS` (`Q4_1`), `m_x·s_y` summed per block too
 /// and added after the lanes.
 #[inline(always)]
-unsafe fn pair_body_of<S: LaneSum, A: Quants, const MINS: bool>(
+unsafe fn pair_body<S: LaneSum, A: Quants, const MINS: bool>(
     u: [&[Lanes]; 2],
     d: [&[BlockScales]; 2],
     a: [&[A]; 4],
@@ -149,18 +149,6 @@ unsafe fn pair_body_of<S: LaneSum, A: Quants, const MINS: bool>(
     }
 }
 
-/// `Q4_0` and `Q5_0` × `Q8_0` (the offset in the asides' `neg`).
-#[inline(always)]
-unsafe fn pair_body<S: LaneSum>(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_0]; 4],
-    s: &[ActAside],
-) -> [[f32; 4]; 2] {
-    // SAFETY: the wrapper's checks and features, passed on.
-    unsafe { pair_body_of::<S, BlockQ8_0, false>(u, d, a, s) }
-}
-
 fn check_lengths<A>(u: [&[Lanes]; 2], d: [&[BlockScales]; 2], a: [&[A]; 4], s: &[ActAside]) {
     let n = u[0].len();
     assert!(
@@ -172,14 +160,15 @@ fn check_lengths<A>(u: [&[Lanes]; 2], d: [&[BlockScales]; 2], a: [&[A]; 4], s: &
     );
 }
 
-/// A pair body's two builds (AVX2 `vpmaddubsw`, AVX-512 VNNI
-/// `vpdpbusd`) as the checked functions [`Unpacked::pair`] holds.
+/// [`pair_body`] for one activation type (and `MINS`) in its two builds
+/// (AVX2 `vpmaddubsw`, AVX-512 VNNI `vpdpbusd`) as the checked functions
+/// [`Unpacked::pair`] holds.
 macro_rules! pair_kernels {
-    ($body:ident, $act:ty, $avx2:ident, $vnni:ident) => {
-        pair_kernels!(@one $avx2, $body, $act, Maddubs, has_avx2, "avx2,fma,f16c");
-        pair_kernels!(@one $vnni, $body, $act, Vnni, has_vnni, "avx2,fma,f16c,avx512vnni,avx512vl");
+    ($act:ty, $mins:literal, $avx2:ident, $vnni:ident) => {
+        pair_kernels!(@one $avx2, $act, $mins, Maddubs, has_avx2, "avx2,fma,f16c");
+        pair_kernels!(@one $vnni, $act, $mins, Vnni, has_vnni, "avx2,fma,f16c,avx512vnni,avx512vl");
     };
-    (@one $name:ident, $body:ident, $act:ty, $sum:ty, $has:ident, $features:literal) => {
+    (@one $name:ident, $act:ty, $mins:literal, $sum:ty, $has:ident, $features:literal) => {
         fn $name(
             u: [&[Lanes]; 2],
             d: [&[BlockScales]; 2],
@@ -194,7 +183,7 @@ macro_rules! pair_kernels {
                 s: &[ActAside],
             ) -> [[f32; 4]; 2] {
                 // SAFETY: the features `$sum` needs are enabled here.
-                unsafe { $body::<$sum>(u, d, a, s) }
+                unsafe { pair_body::<$sum, $act, $mins>(u, d, a, s) }
             }
             debug_assert!($has());
             check_lengths(u, d, a, s);
@@ -204,7 +193,8 @@ macro_rules! pair_kernels {
     };
 }
 
-pair_kernels!(pair_body, BlockQ8_0, pair, pair_dp);
+// `Q4_0` and `Q5_0` × `Q8_0` (the offset in the asides' `neg`).
+pair_kernels!(BlockQ8_0, false, pair, pair_dp);
 
 /// A row of blocks into unsigned bytes (`$lanes` of block `$x`) and
 /// scales, as the checked function [`Unpacked::unpack`] holds.
@@ -294,22 +284,11 @@ pub fn q5_0(vnni: bool) -> Unpacked<BlockQ5_0> {
     }
 }
 
-/// `Q4_1` × `Q8_1`: per row pair the float operations of
-/// [`super::q4_1_x4`] (the lane sums fused with `d_x·d_y`, the mins added
-/// as `m_x·s_y` per block, in block order, four activation rows per
-/// instruction), so the results equal that tile's bit for bit.
-#[inline(always)]
-unsafe fn q4_1_pair_body<S: LaneSum>(
-    u: [&[Lanes]; 2],
-    d: [&[BlockScales]; 2],
-    a: [&[BlockQ8_1]; 4],
-    s: &[ActAside],
-) -> [[f32; 4]; 2] {
-    // SAFETY: the wrapper's checks and features, passed on.
-    unsafe { pair_body_of::<S, BlockQ8_1, true>(u, d, a, s) }
-}
-
-pair_kernels!(q4_1_pair_body, BlockQ8_1, q4_1_pair, q4_1_pair_dp);
+// `Q4_1` × `Q8_1`: per row pair the float operations of
+// [`super::q4_1_x4`] (the lane sums fused with `d_x·d_y`, the mins added
+// as `m_x·s_y` per block, in block order, four activation rows per
+// instruction), so the results equal that tile's bit for bit.
+pair_kernels!(BlockQ8_1, true, q4_1_pair, q4_1_pair_dp);
 
 /// `Q4_1` (nibble, no offset; the min through `Q8_1`'s `s`), with VNNI's
 /// `vpdpbusd` when `vnni`.
